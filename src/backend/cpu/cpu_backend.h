@@ -1,0 +1,58 @@
+// CpuBackend: the reference implementation of every Backend primitive (OpenBLAS GEMM,
+// OpenMP loops with fixed, thread-count-determined reduction orders).
+#pragma once
+
+#include "backend/backend.h"
+
+namespace shardtrain {
+
+class CpuBackend final : public Backend {
+ public:
+  // Sets OpenMP and OpenBLAS to `threads` threads (>= 1).
+  explicit CpuBackend(int threads);
+  Device device() const override { return Device::kCpu; }
+  std::string name() const override;
+  int threads() const { return threads_; }
+
+  Tensor alloc(const Shape& shape, DType dtype) override;
+  void copy_from_host(Tensor& dst, const void* src) override;
+  void copy_to_host(const Tensor& src, void* dst) override;
+  void copy(const Tensor& src, Tensor& dst) override;
+  void fill(Tensor& t, float value) override;
+  void synchronize() override {}
+
+  void gemm(GemmOp op_a, GemmOp op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+            const float* b, float beta, float* c) override;
+  void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner) override;
+  void bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner) override;
+
+  void activation_forward(Activation act, const float* x, float* y, int64_t n) override;
+  void activation_backward(Activation act, const float* x, const float* dy, float* dx, int64_t n) override;
+  void dropout(const float* x, float* y, int64_t n, float p, DropoutKey key) override;
+  void scale(float* x, int64_t n, float alpha) override;
+
+  // cpu_conv.cc
+  void im2col(const float* x, const ConvGeometry& g, float* cols) override;
+  void col2im(const float* cols, const ConvGeometry& g, float* dx) override;
+  void maxpool2d_forward(const float* x, const PoolGeometry& g, float* y, int32_t* argmax) override;
+  void maxpool2d_backward(const float* dy, const int32_t* argmax, const PoolGeometry& g, float* dx) override;
+
+  // cpu_loss.cc
+  void softmax_xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t c, float* probs,
+                            float* losses) override;
+  void softmax_xent_backward(const float* probs, const int32_t* labels, int64_t n, int64_t c, float scale,
+                             float* dlogits) override;
+  int64_t count_correct(const float* logits, const int32_t* labels, int64_t n, int64_t c) override;
+  double sum(const float* x, int64_t n) override;
+  double sum_squares(const float* x, int64_t n) override;
+
+  // cpu_optimizer.cc
+  void sgd_step(float* p, const float* g, float* momentum_buf, int64_t n, const SgdParams& hp,
+                bool first_step) override;
+  void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWParams& hp) override;
+
+ private:
+  int threads_;
+};
+
+}  // namespace shardtrain
