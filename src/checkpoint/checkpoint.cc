@@ -1,1 +1,240 @@
-// placeholder: being written
+#include "checkpoint/checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <climits>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "checkpoint/h5_io.h"
+#include "core/check.h"
+#include "core/hdf5_lock.h"
+
+namespace shardtrain {
+namespace {
+
+// Stored in /rng so a reader of the file learns what "RNG state" means here.
+constexpr const char* kRngScheme =
+    "counter-based: every random stream is derived from (seed, purpose, step or epoch); "
+    "seed + /meta step + /data epoch is the complete RNG state";
+
+bool valid_component(const std::string& s) {
+  return !s.empty() && s != "." && s != ".." && s.find('/') == std::string::npos;
+}
+
+std::string now_iso8601_utc() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Everything checkpoint_write refuses is caught here, before a file is created.
+Status validate_for_write(const CheckpointData& d) {
+  if (d.step < 0 || d.optimizer_step < 0 || d.world_size < 1 || d.data_epoch < 0 || d.data_batch < 0 ||
+      d.samples_seen < 0)
+    return Status::InvalidArgument("checkpoint: step, counters and positions must be >= 0, world_size >= 1");
+  std::set<std::string> names;
+  for (const HostTensor& t : d.params) {
+    if (!valid_component(t.name))
+      return Status::InvalidArgument("checkpoint: bad parameter name '" + t.name + "' (empty or contains '/')");
+    if (!names.insert("params/" + t.name).second)
+      return Status::InvalidArgument("checkpoint: parameter " + t.name + " appears twice");
+  }
+  for (const HostTensor& t : d.optimizer) {
+    size_t slash = t.name.find('/');
+    if (slash == std::string::npos || !valid_component(t.name.substr(0, slash)) ||
+        !valid_component(t.name.substr(slash + 1)))
+      return Status::InvalidArgument("checkpoint: bad optimizer tensor name '" + t.name + "' (want STATE/NAME)");
+    if (!names.insert("optimizer/" + t.name).second)
+      return Status::InvalidArgument("checkpoint: optimizer tensor " + t.name + " appears twice");
+  }
+  for (const auto* list : {&d.params, &d.optimizer})
+    for (const HostTensor& t : *list) {
+      bool bad_dim = false;
+      for (int64_t dim : t.shape) bad_dim |= dim < 0;
+      if (bad_dim || static_cast<int64_t>(t.data.size()) != shape_numel(t.shape))
+        return Status::InvalidArgument("checkpoint: tensor " + t.name + " has " + std::to_string(t.data.size()) +
+                                       " values but shape " + shape_str(t.shape));
+    }
+  return Status::Ok();
+}
+
+Status write_contents(hid_t file, const std::string& path, const CheckpointData& d) {
+  const std::string w_meta = path + ": /meta";
+  ASSIGN_OR_RETURN(H5Handle meta, h5_group_create(file, "meta", path));
+  RETURN_IF_ERROR(h5_attr_write_i64(meta.get(), "format_version", kCheckpointFormatVersion, w_meta));
+  RETURN_IF_ERROR(h5_attr_write_i64(meta.get(), "step", d.step, w_meta));
+  RETURN_IF_ERROR(h5_attr_write_i64(meta.get(), "world_size", d.world_size, w_meta));
+  RETURN_IF_ERROR(h5_attr_write_str(meta.get(), "config", d.config_text, w_meta));
+  RETURN_IF_ERROR(h5_attr_write_str(meta.get(), "optimizer_kind", d.optimizer_kind, w_meta));
+  RETURN_IF_ERROR(h5_attr_write_i64(meta.get(), "optimizer_step", d.optimizer_step, w_meta));
+  RETURN_IF_ERROR(h5_attr_write_str(meta.get(), "created", now_iso8601_utc(), w_meta));
+
+  ASSIGN_OR_RETURN(H5Handle params, h5_group_create(file, "params", path));
+  for (const HostTensor& t : d.params)
+    RETURN_IF_ERROR(h5_tensor_write(params.get(), t.name, t.shape, t.data, t.name, path));
+
+  ASSIGN_OR_RETURN(H5Handle optimizer, h5_group_create(file, "optimizer", path));
+  std::map<std::string, H5Handle> states;  // one subgroup per state, created on first use
+  for (const HostTensor& t : d.optimizer) {
+    const size_t slash = t.name.find('/');
+    const std::string state = t.name.substr(0, slash);
+    auto it = states.find(state);
+    if (it == states.end()) {
+      ASSIGN_OR_RETURN(H5Handle g, h5_group_create(optimizer.get(), state, path));
+      it = states.emplace(state, std::move(g)).first;
+    }
+    RETURN_IF_ERROR(h5_tensor_write(it->second.get(), t.name.substr(slash + 1), t.shape, t.data, t.name, path));
+  }
+
+  const std::string w_rng = path + ": /rng";
+  ASSIGN_OR_RETURN(H5Handle rng, h5_group_create(file, "rng", path));
+  RETURN_IF_ERROR(h5_attr_write_u64(rng.get(), "seed", d.seed, w_rng));
+  RETURN_IF_ERROR(h5_attr_write_str(rng.get(), "scheme", kRngScheme, w_rng));
+
+  const std::string w_data = path + ": /data";
+  ASSIGN_OR_RETURN(H5Handle data, h5_group_create(file, "data", path));
+  RETURN_IF_ERROR(h5_attr_write_i64(data.get(), "epoch", d.data_epoch, w_data));
+  RETURN_IF_ERROR(h5_attr_write_i64(data.get(), "batch", d.data_batch, w_data));
+  return h5_attr_write_i64(data.get(), "samples_seen", d.samples_seen, w_data);
+}
+
+// Reads an int64 attribute that must lie in [lo, hi]; out of range means a damaged file.
+Status read_ranged(hid_t obj, const std::string& name, int64_t lo, int64_t hi, const std::string& where,
+                   int64_t* out) {
+  ASSIGN_OR_RETURN(*out, h5_attr_read_i64(obj, name, where));
+  if (*out < lo || *out > hi)
+    return Status::DataLoss(where + ": attribute " + name + " = " + std::to_string(*out) + " is out of range");
+  return Status::Ok();
+}
+
+Status read_meta(hid_t file, const std::string& path, CheckpointData* d) {
+  const std::string w = path + ": /meta";
+  ASSIGN_OR_RETURN(H5Handle meta, h5_group_open(file, "meta", path));
+  int64_t version = 0, world = 0;
+  RETURN_IF_ERROR(read_ranged(meta.get(), "format_version", 1, INT64_MAX, w, &version));
+  if (version > kCheckpointFormatVersion)
+    return Status::FailedPrecondition(path + ": checkpoint format version " + std::to_string(version) +
+                                      " is newer than this shardtrain supports (" +
+                                      std::to_string(kCheckpointFormatVersion) + "); use a newer shardtrain");
+  d->format_version = static_cast<int>(version);
+  RETURN_IF_ERROR(read_ranged(meta.get(), "step", 0, INT64_MAX, w, &d->step));
+  RETURN_IF_ERROR(read_ranged(meta.get(), "world_size", 1, INT_MAX, w, &world));
+  d->world_size = static_cast<int>(world);
+  ASSIGN_OR_RETURN(d->config_text, h5_attr_read_str(meta.get(), "config", w));
+  ASSIGN_OR_RETURN(d->optimizer_kind, h5_attr_read_str(meta.get(), "optimizer_kind", w));
+  RETURN_IF_ERROR(read_ranged(meta.get(), "optimizer_step", 0, INT64_MAX, w, &d->optimizer_step));
+  ASSIGN_OR_RETURN(d->created, h5_attr_read_str(meta.get(), "created", w));
+  return Status::Ok();
+}
+
+// Reads every dataset directly under `group` (object path `group_path`, e.g.
+// "/optimizer/exp_avg"), naming each tensor `prefix + child`.
+Status read_tensors(hid_t group, const std::string& group_path, const std::string& prefix,
+                    const std::string& path, std::vector<HostTensor>* out) {
+  ASSIGN_OR_RETURN(std::vector<std::string> names, h5_group_children(group, path + ": " + group_path));
+  for (const std::string& name : names) {
+    ASSIGN_OR_RETURN(bool is_group, h5_child_is_group(group, name, path + ": " + group_path));
+    if (is_group) return Status::DataLoss(path + ": unexpected group " + group_path + "/" + name);
+    HostTensor t;
+    t.name = prefix + name;
+    RETURN_IF_ERROR(h5_tensor_read(group, name, t.name, path, &t.shape, &t.data));
+    out->push_back(std::move(t));
+  }
+  return Status::Ok();
+}
+
+Status read_body(hid_t file, const std::string& path, CheckpointData* d) {
+  RETURN_IF_ERROR(read_meta(file, path, d));
+
+  ASSIGN_OR_RETURN(H5Handle params, h5_group_open(file, "params", path));
+  RETURN_IF_ERROR(read_tensors(params.get(), "/params", "", path, &d->params));
+
+  ASSIGN_OR_RETURN(H5Handle optimizer, h5_group_open(file, "optimizer", path));
+  ASSIGN_OR_RETURN(std::vector<std::string> states, h5_group_children(optimizer.get(), path + ": /optimizer"));
+  for (const std::string& state : states) {
+    ASSIGN_OR_RETURN(H5Handle g, h5_group_open(optimizer.get(), state, path + ": /optimizer"));
+    RETURN_IF_ERROR(read_tensors(g.get(), "/optimizer/" + state, state + "/", path, &d->optimizer));
+  }
+
+  ASSIGN_OR_RETURN(H5Handle rng, h5_group_open(file, "rng", path));
+  ASSIGN_OR_RETURN(d->seed, h5_attr_read_u64(rng.get(), "seed", path + ": /rng"));
+
+  const std::string w_data = path + ": /data";
+  ASSIGN_OR_RETURN(H5Handle data, h5_group_open(file, "data", path));
+  RETURN_IF_ERROR(read_ranged(data.get(), "epoch", 0, INT64_MAX, w_data, &d->data_epoch));
+  RETURN_IF_ERROR(read_ranged(data.get(), "batch", 0, INT64_MAX, w_data, &d->data_batch));
+  return read_ranged(data.get(), "samples_seen", 0, INT64_MAX, w_data, &d->samples_seen);
+}
+
+}  // namespace
+
+Status checkpoint_write(const std::string& path, const CheckpointData& data) {
+  RETURN_IF_ERROR(validate_for_write(data).WithContext(path));
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  h5_quiet_errors();
+  H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  if (!file.valid()) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0)
+      return Status::FailedPrecondition(path + ": already exists; refusing to overwrite a checkpoint");
+    return Status::Internal(path + ": cannot create checkpoint file (missing directory or no permission?)");
+  }
+  Status s = write_contents(file.get(), path, data);
+  if (s.ok() && H5Fflush(file.get(), H5F_SCOPE_LOCAL) < 0)
+    s = Status::Internal(path + ": cannot flush checkpoint file (disk full?)");
+  if (s.ok() && file.close() < 0) s = Status::Internal(path + ": cannot close checkpoint file (disk full?)");
+  if (!s.ok()) {
+    file.reset();
+    std::remove(path.c_str());  // we created it: never leave a half-written checkpoint behind
+  }
+  return s;
+}
+
+StatusOr<CheckpointData> checkpoint_read(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Status::NotFound(path + ": no such checkpoint file");
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  h5_quiet_errors();
+  H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (!file.valid()) return Status::DataLoss(path + ": not a readable HDF5 checkpoint (truncated or corrupt?)");
+  CheckpointData d;
+  RETURN_IF_ERROR(read_body(file.get(), path, &d));
+  return d;
+}
+
+Status checkpoint_match(const std::string& path, const std::vector<HostTensor>& got,
+                        const std::vector<std::pair<std::string, Shape>>& expected) {
+  std::vector<std::string> problems;
+  std::map<std::string, const Shape*> have;
+  for (const HostTensor& t : got)
+    if (!have.emplace(t.name, &t.shape).second) problems.push_back("tensor " + t.name + " appears twice");
+  std::set<std::string> wanted;
+  for (const auto& [name, shape] : expected) {
+    wanted.insert(name);
+    auto it = have.find(name);
+    if (it == have.end())
+      problems.push_back("tensor " + name + " is in the model but not in the checkpoint");
+    else if (*it->second != shape)
+      problems.push_back("tensor " + name + " has shape " + shape_str(*it->second) + " in the checkpoint but " +
+                         shape_str(shape) + " in the model");
+  }
+  for (const HostTensor& t : got)
+    if (!wanted.count(t.name)) problems.push_back("tensor " + t.name + " is in the checkpoint but not in the model");
+  if (problems.empty()) return Status::Ok();
+
+  // The first few problems are enough to see what changed between config and checkpoint.
+  constexpr size_t kShown = 5;
+  std::string msg = path + ": ";
+  for (size_t i = 0; i < problems.size() && i < kShown; ++i) msg += (i ? "; " : "") + problems[i];
+  if (problems.size() > kShown) msg += "; and " + std::to_string(problems.size() - kShown) + " more";
+  return Status::InvalidArgument(msg);
+}
+
+}  // namespace shardtrain

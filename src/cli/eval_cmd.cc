@@ -1,1 +1,74 @@
-// placeholder: being written
+// shardtrain eval CONFIG --checkpoint PATH [--set a.b=v]...
+#include <cstdio>
+
+#include "checkpoint/checkpoint.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/runtime.h"
+#include "comm/agree.h"
+#include "config/config.h"
+#include "train/evaluate.h"
+#include "train/setup.h"
+#include "train/train_state.h"
+
+namespace shardtrain {
+namespace {
+
+const CommandSpec kEvalSpec = {
+    "eval",
+    {"CONFIG"},
+    "Evaluates a checkpoint on the test split of CONFIG's data and prints the test loss and\n"
+    "accuracy. Runs on one rank or, sharded, under mpirun.",
+    {
+        {"checkpoint", "PATH", "checkpoint file, or RUN_DIR/checkpoints/latest (required)"},
+        {"set", "FIELD=VALUE", "override a config field by its dotted path", true},
+    },
+    "example:\n  build/shardtrain eval configs/fashion_cnn.pbtxt --checkpoint runs/cnn/checkpoints/latest\n",
+};
+
+struct Loaded {
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<ShardedLoader> test;
+  std::unique_ptr<Model> model;
+};
+
+StatusOr<Loaded> load(const config::JobConfig& cfg, const std::string& ckpt_path, const Topology& topo) {
+  Loaded l;
+  ASSIGN_OR_RETURN(l.backend, backend_for_job(cfg, topo));
+  ASSIGN_OR_RETURN(l.test, open_test_split(cfg, topo));
+  ASSIGN_OR_RETURN(l.model, Model::build(cfg.model(), l.test->sample_shape(), cfg.data().num_classes(), *l.backend));
+  ASSIGN_OR_RETURN(CheckpointData ckpt, checkpoint_read(ckpt_path));
+  RETURN_IF_ERROR(checkpoint_restore(ckpt_path, ckpt, *l.model, nullptr).status());
+  return l;
+}
+
+}  // namespace
+
+int cmd_eval(int argc, char** argv) {
+  auto rt = MpiRuntime::init_or_exit(&argc, &argv);
+  auto args = Args::parse(kEvalSpec, argc, argv);
+  if (!args.ok()) rt->exit_agreed(args.status(), kExitUsage);
+  if (args->help()) {
+    if (rt->is_root()) std::printf("%s", kEvalSpec.usage().c_str());
+    rt->exit_ok();
+  }
+  if (!args->has("checkpoint"))
+    rt->exit_agreed(Status::InvalidArgument("--checkpoint PATH is required (see shardtrain eval --help)"), kExitUsage);
+  auto cfg = load_config(args->positional(0), args->get_all("set"));
+  Status st = agree_on_status(rt->comm(), cfg.status());
+  if (!st.ok()) rt->exit_agreed(st, kExitUsage);
+
+  const std::string ckpt_path = args->get("checkpoint");
+  auto loaded = load(cfg.value(), ckpt_path, rt->topology());
+  st = agree_on_status(rt->comm(), loaded.status());
+  if (!st.ok()) rt->exit_agreed(st, exit_code_for(st));
+
+  auto result = evaluate(*loaded->model, *loaded->test, rt->comm());
+  if (!result.ok()) rt->exit_local(result.status(), kExitFailure);
+  if (rt->is_root())
+    std::printf("%s: test loss %.4f, test accuracy %.2f%% (%lld samples)\n", ckpt_path.c_str(), result->loss,
+                100 * result->accuracy, static_cast<long long>(result->samples));
+  rt->exit_ok();
+}
+
+}  // namespace shardtrain

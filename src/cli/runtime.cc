@@ -1,1 +1,67 @@
-// placeholder: being written
+#include "cli/runtime.h"
+
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/log.h"
+
+namespace shardtrain {
+
+int exit_code_for(const Status& s) {
+  return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+}
+
+std::unique_ptr<MpiRuntime> MpiRuntime::init_or_exit(int* argc, char*** argv) {
+  int provided = 0;
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    std::fprintf(stderr, "error: MPI_Init_thread failed\n");
+    std::exit(kExitFailure);
+  }
+  std::unique_ptr<MpiRuntime> rt(new MpiRuntime());
+  auto topo = discover_topology(MPI_COMM_WORLD);
+  auto comm = MpiCommunicator::create(MPI_COMM_WORLD);
+  if (!topo.ok() || !comm.ok()) {
+    log_error(!topo.ok() ? topo.status().message() : comm.status().message());
+    MPI_Abort(MPI_COMM_WORLD, kExitFailure);
+  }
+  rt->topo_ = topo.value();
+  rt->comm_ = std::move(comm).value();
+  log_set_rank(rt->topo_.rank, rt->topo_.world_size);
+  return rt;
+}
+
+MpiRuntime::~MpiRuntime() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void MpiRuntime::exit_ok() {
+  std::fflush(stdout);
+  MPI_Finalize();
+  std::exit(0);
+}
+
+void MpiRuntime::exit_agreed(const Status& s, int code) {
+  if (is_root()) {
+    log_set_rank(-1, 1);  // the line speaks for every rank: no "[rank 0]" prefix
+    log_error(s.message());
+  }
+  std::fflush(stdout);
+  MPI_Finalize();
+  std::exit(code);
+}
+
+void MpiRuntime::exit_local(const Status& s, int code) {
+  log_error(s.message());
+  std::fflush(stdout);
+  if (topo_.world_size == 1) {
+    MPI_Finalize();
+    std::exit(code);
+  }
+  comm_->abort(code);
+}
+
+}  // namespace shardtrain

@@ -1,1 +1,67 @@
-// placeholder: being written
+// shardtrain train CONFIG [--run-dir DIR] [--resume auto|PATH] [--set a.b=v]...
+#include <cstdio>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/runtime.h"
+#include "comm/agree.h"
+#include "config/config.h"
+#include "train/trainer.h"
+
+namespace shardtrain {
+namespace {
+
+const CommandSpec kTrainSpec = {
+    "train",
+    {"CONFIG"},
+    "Trains the model described by CONFIG (Protobuf text format). Run under mpirun or srun for\n"
+    "data-parallel training: each rank reads its slice of every global batch.",
+    {
+        {"run-dir", "DIR", "where checkpoints, metrics.jsonl and config.pbtxt go (default runs/<config name>)"},
+        {"resume", "auto|PATH", "auto: continue from the newest valid checkpoint in DIR (or start fresh); "
+                                "PATH: from that checkpoint"},
+        {"set", "FIELD=VALUE", "override a config field by its dotted path, e.g. train.steps=200", true},
+    },
+    "examples:\n"
+    "  mpirun -np 2 build/shardtrain train configs/fashion_mlp.pbtxt --run-dir runs/mlp\n"
+    "  mpirun -np 2 build/shardtrain train configs/fashion_mlp.pbtxt --run-dir runs/mlp --resume auto\n",
+};
+
+std::string default_run_dir(const std::string& config_path) {
+  std::string base = config_path.substr(config_path.find_last_of('/') + 1);
+  if (auto dot = base.rfind('.'); dot != std::string::npos) base = base.substr(0, dot);
+  return "runs/" + base;
+}
+
+}  // namespace
+
+int cmd_train(int argc, char** argv) {
+  auto rt = MpiRuntime::init_or_exit(&argc, &argv);
+  auto args = Args::parse(kTrainSpec, argc, argv);
+  if (!args.ok()) rt->exit_agreed(args.status(), kExitUsage);  // same argv on every rank
+  if (args->help()) {
+    if (rt->is_root()) std::printf("%s", kTrainSpec.usage().c_str());
+    rt->exit_ok();
+  }
+  const std::string config_path = args->positional(0);
+  auto cfg = load_config(config_path, args->get_all("set"));
+  Status st = agree_on_status(rt->comm(), cfg.status());
+  if (!st.ok()) rt->exit_agreed(st, kExitUsage);
+
+  TrainerOptions opts;
+  opts.run_dir = args->get("run-dir", default_run_dir(config_path));
+  opts.resume = args->get("resume");
+  auto trainer = Trainer::create(cfg.value(), opts, rt->topology(), rt->comm());
+  st = agree_on_status(rt->comm(), trainer.status());
+  if (!st.ok()) rt->exit_agreed(st, exit_code_for(st));
+
+  bool all_ranks = false;
+  st = trainer.value()->run(&all_ranks);
+  if (!st.ok()) {
+    if (all_ranks) rt->exit_agreed(st, exit_code_for(st));
+    rt->exit_local(st, exit_code_for(st));
+  }
+  rt->exit_ok();
+}
+
+}  // namespace shardtrain

@@ -19,7 +19,7 @@
 namespace shardtrain {
 
 enum class ReduceOp { kSum, kMax };
-enum class CommDType { kFloat32, kFloat64, kInt64, kInt32 };
+enum class CommDType { kFloat32, kFloat64, kInt64, kInt32, kUint8 };
 
 class Communicator {
  public:

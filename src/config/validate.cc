@@ -1,1 +1,126 @@
-// placeholder: being written
+#include "config/validate.h"
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <type_traits>
+
+namespace shardtrain {
+namespace {
+
+// Integers print exactly; floats as the shortest "%g" form (0.01, -1, nan).
+template <typename T>
+std::string fmt(T v) {
+  if constexpr (std::is_integral_v<T>) {
+    return std::to_string(v);
+  } else {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+    return buf;
+  }
+}
+
+template <typename T>
+Status bad(const std::string& field, const std::string& rule, T got) {
+  return Status::InvalidArgument(field + " must be " + rule + " (got " + fmt(got) + ")");
+}
+
+// Each check is written as "!(value in range)" so NaN fails it; infinities are rejected
+// too because no field here means anything at infinity.
+template <typename T>
+Status check_positive(const std::string& field, T v) {
+  if (!(v > 0) || std::isinf(static_cast<double>(v))) return bad(field, "> 0", v);
+  return Status::Ok();
+}
+template <typename T>
+Status check_non_negative(const std::string& field, T v) {
+  if (!(v >= 0) || std::isinf(static_cast<double>(v))) return bad(field, ">= 0", v);
+  return Status::Ok();
+}
+Status check_unit_interval(const std::string& field, float v) {  // [0, 1)
+  if (!(v >= 0 && v < 1)) return bad(field, "in [0, 1)", v);
+  return Status::Ok();
+}
+Status check_non_empty(const std::string& field, const std::string& v) {
+  if (v.empty()) return Status::InvalidArgument(field + " must not be empty");
+  return Status::Ok();
+}
+
+Status validate_model(const config::ModelConfig& m) {
+  if (m.layer_size() < 1) return Status::InvalidArgument("model.layer: the model must have at least 1 layer");
+  std::map<std::string, int> first_index;  // explicit name -> first layer using it
+  for (int i = 0; i < m.layer_size(); ++i) {
+    const config::LayerConfig& layer = m.layer(i);
+    const std::string path = "model.layer[" + std::to_string(i) + "]";
+    // Only explicit names: empty ones get "<type><index>" defaults from the model builder,
+    // which owns that rule.
+    if (!layer.name().empty()) {
+      auto [it, inserted] = first_index.emplace(layer.name(), i);
+      if (!inserted)
+        return Status::InvalidArgument(path + ".name duplicates \"" + layer.name() + "\" (model.layer[" +
+                                       std::to_string(it->second) + "].name)");
+    }
+    if (layer.has_dropout()) RETURN_IF_ERROR(check_unit_interval(path + ".dropout.p", layer.dropout().p()));
+  }
+  return Status::Ok();
+}
+
+Status validate_data(const config::DataConfig& d) {
+  RETURN_IF_ERROR(check_non_empty("data.path", d.path()));
+  RETURN_IF_ERROR(check_non_empty("data.train_split", d.train_split()));
+  RETURN_IF_ERROR(check_non_empty("data.test_split", d.test_split()));
+  RETURN_IF_ERROR(check_non_empty("data.images_dataset", d.images_dataset()));
+  RETURN_IF_ERROR(check_non_empty("data.labels_dataset", d.labels_dataset()));
+  RETURN_IF_ERROR(check_positive("data.global_batch", d.global_batch()));
+  RETURN_IF_ERROR(check_positive("data.eval_batch", d.eval_batch()));
+  if (!std::isfinite(d.mean())) return bad("data.mean", "finite", d.mean());
+  RETURN_IF_ERROR(check_positive("data.std", d.std()));
+  if (!(d.num_classes() >= 2)) return bad("data.num_classes", ">= 2", d.num_classes());
+  return Status::Ok();
+}
+
+Status validate_optimizer(const config::OptimizerConfig& o) {
+  RETURN_IF_ERROR(check_positive("optimizer.lr", o.lr()));
+  RETURN_IF_ERROR(check_non_negative("optimizer.weight_decay", o.weight_decay()));
+  RETURN_IF_ERROR(check_unit_interval("optimizer.momentum", o.momentum()));
+  RETURN_IF_ERROR(check_unit_interval("optimizer.beta1", o.beta1()));
+  RETURN_IF_ERROR(check_unit_interval("optimizer.beta2", o.beta2()));
+  RETURN_IF_ERROR(check_positive("optimizer.eps", o.eps()));
+  RETURN_IF_ERROR(check_non_negative("optimizer.clip_grad_norm", o.clip_grad_norm()));
+  const config::ScheduleConfig& s = o.schedule();
+  RETURN_IF_ERROR(check_non_negative("optimizer.schedule.warmup_steps", s.warmup_steps()));
+  if (!(s.min_lr() >= 0 && s.min_lr() <= o.lr()))
+    return bad("optimizer.schedule.min_lr", "in [0, optimizer.lr = " + fmt(o.lr()) + "]", s.min_lr());
+  return Status::Ok();
+}
+
+Status validate_train(const config::TrainConfig& t) {
+  if (t.has_steps() == t.has_epochs()) return Status::InvalidArgument("train: set exactly one of steps or epochs");
+  if (t.has_steps()) RETURN_IF_ERROR(check_positive("train.steps", t.steps()));
+  if (t.has_epochs()) RETURN_IF_ERROR(check_positive("train.epochs", t.epochs()));
+  RETURN_IF_ERROR(check_non_negative("train.eval_every", t.eval_every()));
+  RETURN_IF_ERROR(check_positive("train.log_every", t.log_every()));
+  RETURN_IF_ERROR(check_non_negative("train.threads", t.threads()));
+  return Status::Ok();
+}
+
+Status validate_checkpoint(const config::CheckpointConfig& c) {
+  RETURN_IF_ERROR(check_non_empty("checkpoint.dir", c.dir()));
+  RETURN_IF_ERROR(check_non_negative("checkpoint.every", c.every()));
+  RETURN_IF_ERROR(check_non_negative("checkpoint.keep_last", c.keep_last()));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status validate_config(const config::JobConfig& cfg) {
+  RETURN_IF_ERROR(validate_model(cfg.model()));
+  RETURN_IF_ERROR(validate_data(cfg.data()));
+  RETURN_IF_ERROR(validate_optimizer(cfg.optimizer()));
+  RETURN_IF_ERROR(validate_train(cfg.train()));
+  RETURN_IF_ERROR(validate_checkpoint(cfg.checkpoint()));
+  return Status::Ok();
+}
+
+}  // namespace shardtrain

@@ -1,1 +1,142 @@
-// placeholder: being written
+#include "data/loader.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "data/h5_dataset.h"
+#include "data/shuffle.h"
+
+namespace shardtrain {
+
+StatusOr<std::unique_ptr<ShardedLoader>> ShardedLoader::open(const LoaderOptions& opts) {
+  const int64_t g = opts.global_batch, w = opts.world_size;
+  if (w < 1 || opts.rank < 0 || opts.rank >= w) {
+    return Status::InvalidArgument("loader: rank " + std::to_string(opts.rank) +
+                                   " is outside the world size " + std::to_string(w));
+  }
+  if (g <= 0) {
+    return Status::InvalidArgument("data.global_batch (" + std::to_string(g) + ") must be > 0");
+  }
+  if (opts.drop_last && g % w != 0) {
+    return Status::InvalidArgument("data.global_batch (" + std::to_string(g) +
+                                   ") must be divisible by the world size (" +
+                                   std::to_string(w) + ")");
+  }
+  std::unique_ptr<ShardedLoader> l(new ShardedLoader(opts));
+  H5SplitOptions ro;
+  ro.path = opts.path;
+  ro.split = opts.split;
+  ro.images_dataset = opts.images_dataset;
+  ro.labels_dataset = opts.labels_dataset;
+  ro.mean = opts.mean;
+  ro.std = opts.std;
+  ro.num_classes = opts.num_classes;
+  ASSIGN_OR_RETURN(l->reader_, H5SplitReader::open(ro));
+  const int64_t n = l->reader_->num_samples();
+  if (g > n) {
+    return Status::InvalidArgument("data.global_batch (" + std::to_string(g) +
+                                   ") is larger than split " + opts.split + " of " +
+                                   opts.path + " (" + std::to_string(n) + " samples)");
+  }
+  l->batches_per_epoch_ = opts.drop_last ? n / g : (n + g - 1) / g;
+  return l;
+}
+
+ShardedLoader::~ShardedLoader() { prefetch_drop(); }
+
+const Shape& ShardedLoader::sample_shape() const { return reader_->sample_shape(); }
+int64_t ShardedLoader::num_samples() const { return reader_->num_samples(); }
+
+LoaderPosition ShardedLoader::advance(LoaderPosition p) const {
+  return ++p.batch == batches_per_epoch_ ? LoaderPosition{p.epoch + 1, 0} : p;
+}
+
+std::vector<int64_t> ShardedLoader::rank_indices(LoaderPosition p) {
+  const int64_t n = reader_->num_samples(), g = opts_.global_batch;
+  const int64_t begin = p.batch * g, size = std::min(g, n - begin);
+  const int64_t w = opts_.world_size, r = opts_.rank;
+  const int64_t lo = begin + size * r / w, hi = begin + size * (r + 1) / w;
+  if (!opts_.shuffle) {
+    std::vector<int64_t> out(static_cast<size_t>(hi - lo));
+    std::iota(out.begin(), out.end(), lo);
+    return out;
+  }
+  if (perm_epoch_ != p.epoch) {
+    perm_ = shuffle_permutation(n, opts_.seed, p.epoch);
+    perm_epoch_ = p.epoch;
+  }
+  return std::vector<int64_t>(perm_.begin() + lo, perm_.begin() + hi);
+}
+
+StatusOr<Batch> ShardedLoader::read_batch(LoaderPosition p) {
+  const int64_t n = reader_->num_samples(), g = opts_.global_batch;
+  Batch b;
+  b.epoch = p.epoch;
+  b.index = p.batch;
+  b.global_size = std::min(g, n - p.batch * g);
+  b.sample_offset = b.global_size * opts_.rank / opts_.world_size;
+  b.samples = rank_indices(p);
+  const std::vector<int64_t>& want = b.samples;
+  b.size = static_cast<int64_t>(want.size());
+
+  // Read in ascending file order (contiguous runs coalesce, the file is walked forwards),
+  // then put each row back at its place in the batch.
+  std::vector<int64_t> order(want.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t c) { return want[a] < want[c]; });
+  std::vector<int64_t> sorted(want.size());
+  for (size_t i = 0; i < order.size(); ++i) sorted[i] = want[order[i]];
+
+  const size_t row = static_cast<size_t>(reader_->sample_numel());
+  std::vector<float> images(sorted.size() * row);
+  std::vector<int32_t> labels(sorted.size());
+  RETURN_IF_ERROR(reader_->read(sorted, images.data(), labels.data()));
+  b.images.resize(images.size());
+  b.labels.resize(labels.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    const size_t dst = static_cast<size_t>(order[i]);
+    std::copy_n(images.begin() + i * row, row, b.images.begin() + dst * row);
+    b.labels[dst] = labels[i];
+  }
+  return b;
+}
+
+void ShardedLoader::prefetch_start(LoaderPosition p) {
+  prefetched_.reset();
+  worker_ = std::thread([this, p] { prefetched_.emplace(read_batch(p)); });
+}
+
+void ShardedLoader::prefetch_drop() {
+  if (worker_.joinable()) worker_.join();
+  prefetched_.reset();
+}
+
+StatusOr<Batch> ShardedLoader::next() {
+  if (!opts_.prefetch) {
+    StatusOr<Batch> b = read_batch(pos_);
+    if (b.ok()) pos_ = advance(pos_);
+    return b;
+  }
+  if (!worker_.joinable()) prefetch_start(pos_);  // first call, or after seek / an error
+  worker_.join();
+  StatusOr<Batch> b = std::move(*prefetched_);
+  prefetched_.reset();
+  if (!b.ok()) return b;  // position unchanged: the next call retries this batch
+  pos_ = advance(pos_);
+  prefetch_start(pos_);
+  return b;
+}
+
+Status ShardedLoader::seek(LoaderPosition p) {
+  if (p.epoch < 0 || p.batch < 0 || p.batch >= batches_per_epoch_) {
+    return Status::InvalidArgument(
+        "loader: cannot seek to epoch " + std::to_string(p.epoch) + " batch " +
+        std::to_string(p.batch) + " (split " + opts_.split + " has " +
+        std::to_string(batches_per_epoch_) + " batches per epoch)");
+  }
+  prefetch_drop();
+  pos_ = p;
+  return Status::Ok();
+}
+
+}  // namespace shardtrain

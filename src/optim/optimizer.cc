@@ -1,1 +1,94 @@
-// placeholder: being written
+#include "optim/optimizer.h"
+
+#include <cmath>
+
+#include "optim/schedule.h"
+
+namespace shardtrain {
+namespace {
+
+// PyTorch torch.optim.SGD (non-Nesterov, dampening 0); see Backend::sgd_step.
+class SgdOptimizer final : public Optimizer {
+ public:
+  SgdOptimizer(const config::OptimizerConfig& cfg, int64_t total_steps, Backend& backend, Tensor params, Tensor grads)
+      : Optimizer(cfg, total_steps, backend, params, grads) {
+    if (cfg.momentum() > 0) state_.emplace_back("momentum_buffer", backend.alloc(params.shape(), DType::kFloat32));
+  }
+  const char* kind() const override { return "sgd"; }
+
+ protected:
+  void apply(float lr) override {
+    const SgdParams hp{lr, cfg_.momentum(), cfg_.weight_decay()};
+    float* buf = state_.empty() ? nullptr : state_f32(0);
+    backend_.sgd_step(params_.f32(), grads_.f32(), buf, params_.numel(), hp, steps_taken_ == 0);
+  }
+};
+
+// PyTorch torch.optim.AdamW (amsgrad off); see Backend::adamw_step.
+class AdamWOptimizer final : public Optimizer {
+ public:
+  AdamWOptimizer(const config::OptimizerConfig& cfg, int64_t total_steps, Backend& backend, Tensor params,
+                 Tensor grads)
+      : Optimizer(cfg, total_steps, backend, params, grads) {
+    state_.emplace_back("exp_avg", backend.alloc(params.shape(), DType::kFloat32));
+    state_.emplace_back("exp_avg_sq", backend.alloc(params.shape(), DType::kFloat32));
+  }
+  const char* kind() const override { return "adamw"; }
+
+ protected:
+  void apply(float lr) override {
+    const AdamWParams hp{lr, cfg_.beta1(), cfg_.beta2(), cfg_.eps(), cfg_.weight_decay(), steps_taken_ + 1};
+    backend_.adamw_step(params_.f32(), grads_.f32(), state_f32(0), state_f32(1), params_.numel(), hp);
+  }
+};
+
+}  // namespace
+
+Optimizer::Optimizer(const config::OptimizerConfig& cfg, int64_t total_steps, Backend& backend, Tensor params,
+                     Tensor grads)
+    : cfg_(cfg), total_steps_(total_steps), backend_(backend), params_(std::move(params)), grads_(std::move(grads)) {}
+
+Optimizer::~Optimizer() = default;
+
+StatusOr<std::unique_ptr<Optimizer>> Optimizer::create(const config::OptimizerConfig& cfg, int64_t total_steps,
+                                                       Backend& backend, Tensor params, Tensor grads) {
+  if (total_steps < 1) return Status::InvalidArgument("optimizer: total_steps must be >= 1 (got " + std::to_string(total_steps) + ")");
+  if (!params.defined() || !grads.defined()) return Status::InvalidArgument("optimizer: params or grads not allocated");
+  if (params.dtype() != DType::kFloat32 || grads.dtype() != DType::kFloat32)
+    return Status::InvalidArgument("optimizer: params and grads must be float32");
+  if (params.numel() != grads.numel())
+    return Status::InvalidArgument("optimizer: params " + shape_str(params.shape()) + " and grads " +
+                                   shape_str(grads.shape()) + " differ in size");
+  if (params.device() != backend.device() || grads.device() != backend.device())
+    return Status::InvalidArgument(std::string("optimizer: params/grads are not on the backend's device (") +
+                                   device_name(backend.device()) + ")");
+  // State buffers are flat like the parameters, whatever shape the caller passed.
+  params = params.view({params.numel()});
+  grads = grads.view({grads.numel()});
+  switch (cfg.kind()) {
+    case config::OptimizerConfig::KIND_SGD:
+      return std::unique_ptr<Optimizer>(new SgdOptimizer(cfg, total_steps, backend, params, grads));
+    case config::OptimizerConfig::KIND_ADAMW:
+      return std::unique_ptr<Optimizer>(new AdamWOptimizer(cfg, total_steps, backend, params, grads));
+  }
+  return Status::InvalidArgument("optimizer.kind: unknown value " + std::to_string(cfg.kind()));
+}
+
+float Optimizer::step(int64_t step) {
+  const float lr = schedule_lr(cfg_, step, total_steps_);
+  apply(lr);
+  ++steps_taken_;
+  return lr;
+}
+
+double clip_grad_norm(Backend& backend, Tensor& grads, float max_norm) {
+  const double norm = std::sqrt(backend.sum_squares(grads.f32(), grads.numel()));
+  if (max_norm > 0 && norm > max_norm) {
+    // Same as PyTorch: coefficient from the fp32 norm, applied as one fp32 multiply.
+    const float coef = max_norm / (static_cast<float>(norm) + 1e-6f);
+    backend.scale(grads.f32(), grads.numel(), coef);
+  }
+  return norm;
+}
+
+}  // namespace shardtrain

@@ -1,1 +1,237 @@
-// placeholder: being written
+#include "train/trainer.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "comm/agree.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "train/setup.h"
+
+namespace shardtrain {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// mkdir -p
+Status make_dirs(const std::string& path) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty() && ::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
+        return Status::FailedPrecondition("cannot create directory " + cur + ": " + std::strerror(errno));
+    }
+    if (i < path.size()) cur += path[i];
+  }
+  return Status::Ok();
+}
+
+// Writes `text` to `path` via a temporary file and rename, so a reader never sees half.
+Status write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << text;
+    if (!f.flush()) return Status::Internal("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    return Status::Internal("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Trainer::Trainer(const config::JobConfig& cfg, const TrainerOptions& opts, const Topology& topo,
+                 Communicator& comm)
+    : cfg_(cfg), config_text_(config_to_text(cfg)), opts_(opts), topo_(topo), comm_(comm) {}
+
+StatusOr<std::unique_ptr<Trainer>> Trainer::create(const config::JobConfig& cfg, const TrainerOptions& opts,
+                                                   const Topology& topo, Communicator& comm) {
+  std::unique_ptr<Trainer> t(new Trainer(cfg, opts, topo, comm));
+  RETURN_IF_ERROR(t->setup());
+  return t;
+}
+
+Status Trainer::setup() {
+  const auto& d = cfg_.data();
+  ASSIGN_OR_RETURN(backend_, backend_for_job(cfg_, topo_));
+  ASSIGN_OR_RETURN(train_data_, open_train_split(cfg_, topo_));
+  ASSIGN_OR_RETURN(test_data_, open_test_split(cfg_, topo_));
+  total_steps_ = cfg_.train().has_steps() ? cfg_.train().steps()
+                                          : cfg_.train().epochs() * train_data_->batches_per_epoch();
+
+  ASSIGN_OR_RETURN(model_, Model::build(cfg_.model(), train_data_->sample_shape(), d.num_classes(), *backend_));
+  ASSIGN_OR_RETURN(opt_, Optimizer::create(cfg_.optimizer(), total_steps_, *backend_, model_->flat_params(),
+                                           model_->flat_grads()));
+
+  // Which checkpoint, if any, to start from. Nothing on disk is changed before every rank
+  // agrees setup succeeded (the caller's agree_on_status).
+  const std::string ckpt_dir = opts_.run_dir + "/" + cfg_.checkpoint().dir();
+  ckpt_ = std::make_unique<CheckpointManager>(ckpt_dir, cfg_.checkpoint().keep_last());
+  std::string resume_path;
+  if (opts_.resume.empty()) {
+    if (ckpt_->has_checkpoints())
+      return Status::FailedPrecondition(ckpt_dir + " already holds checkpoints (newest " + ckpt_->list().front() +
+                                        "): pass --resume auto to continue that run, or choose another --run-dir");
+  } else if (opts_.resume == "auto") {
+    auto found = ckpt_->find_latest_valid();
+    if (found.ok()) resume_path = found.value();
+    else if (found.status().code() != StatusCode::kNotFound) return found.status();
+  } else {
+    resume_path = opts_.resume;
+  }
+
+  if (resume_path.empty()) {
+    model_->init_params(cfg_.train().seed());
+  } else {
+    ASSIGN_OR_RETURN(CheckpointData ckpt, checkpoint_read(resume_path));
+    ASSIGN_OR_RETURN(progress_, checkpoint_restore(resume_path, ckpt, *model_, opt_.get()));
+    if (progress_.step > total_steps_)
+      return Status::InvalidArgument(resume_path + " is at step " + std::to_string(progress_.step) +
+                                     ", past the run's " + std::to_string(total_steps_) + " steps (train.steps)");
+    RETURN_IF_ERROR(train_data_->seek(progress_.data).WithContext(resume_path + ": data position"));
+    last_saved_step_ = progress_.step;
+    if (topo_.rank == 0) {
+      log_info("resuming from " + resume_path + " at step " + std::to_string(progress_.step));
+      if (ckpt.world_size != topo_.world_size)
+        log_warn(resume_path + " was written by " + std::to_string(ckpt.world_size) + " ranks, resuming on " +
+                 std::to_string(topo_.world_size) + ": state is replicated so this works, but the run is only "
+                 "bitwise reproducible at the same world size");
+      if (ckpt.seed != cfg_.train().seed())
+        log_warn(resume_path + ": train.seed differs from the checkpoint's; shuffling and dropout change");
+    }
+  }
+  return Status::Ok();
+}
+
+Status Trainer::save_checkpoint() {
+  Status st;
+  if (topo_.rank == 0)
+    st = ckpt_->save(checkpoint_capture(*model_, *opt_, progress_, cfg_.train().seed(), topo_.world_size,
+                                        config_text_));
+  RETURN_IF_ERROR(agree_on_status(comm_, st));
+  last_saved_step_ = progress_.step;
+  if (topo_.rank == 0) log_info("saved checkpoint " + ckpt_->dir() + "/" + CheckpointManager::file_name(progress_.step));
+  return Status::Ok();
+}
+
+Status Trainer::run_eval() {
+  ASSIGN_OR_RETURN(EvalResult e, evaluate(*model_, *test_data_, comm_));
+  if (topo_.rank == 0) {
+    EvalLogRecord r{progress_.step, e.loss, e.accuracy, e.samples};
+    std::printf("%s\n", eval_line(r).c_str());
+    std::fflush(stdout);
+    RETURN_IF_ERROR(metrics_.write(r));
+  }
+  return Status::Ok();
+}
+
+Status Trainer::log_progress(double loss_sum, double correct, double samples, double grad_norm, float lr) {
+  double sums[3] = {loss_sum, correct, samples};
+  RETURN_IF_ERROR(comm_.all_reduce(sums, 3, CommDType::kFloat64, ReduceOp::kSum));
+  if (topo_.rank != 0) return Status::Ok();
+  const double dt = seconds_since(log_time_);
+  const int64_t steps = progress_.step - log_step_;
+  TrainLogRecord r;
+  r.step = progress_.step;
+  r.total_steps = total_steps_;
+  r.epoch = progress_.data.epoch;
+  r.loss = sums[2] > 0 ? sums[0] / sums[2] : 0;
+  r.accuracy = sums[2] > 0 ? sums[1] / sums[2] : 0;
+  r.lr = lr;
+  r.grad_norm = grad_norm;
+  r.samples_per_s = dt > 0 ? sums[2] / dt : 0;
+  r.elapsed_s = seconds_since(start_time_);
+  r.eta_s = steps > 0 ? dt / steps * (total_steps_ - progress_.step) : 0;
+  std::printf("%s\n", progress_line(r).c_str());
+  std::fflush(stdout);
+  log_time_ = Clock::now();
+  log_step_ = progress_.step;
+  return metrics_.write(r);
+}
+
+Status Trainer::run(bool* all_ranks) {
+  *all_ranks = true;  // until the loop starts, failures are agreed
+  // Run directory and effective config, on rank 0 only.
+  Status st;
+  if (topo_.rank == 0) {
+    st = make_dirs(opts_.run_dir);
+    if (st.ok()) st = write_file_atomic(opts_.run_dir + "/config.pbtxt", config_text_);
+    if (st.ok()) st = metrics_.open(opts_.run_dir + "/metrics.jsonl");
+  }
+  RETURN_IF_ERROR(agree_on_status(comm_, st));
+
+  // Every replica starts from rank 0's parameters (identical by construction; this makes
+  // it so even if a future init path were not).
+  Tensor& params = model_->flat_params();
+  RETURN_IF_ERROR(comm_.broadcast(params.f32(), params.numel(), CommDType::kFloat32, 0));
+
+  if (topo_.rank == 0) {
+    std::printf("shardtrain: %s | %d rank(s) | %s | %lld steps, global batch %lld (%lld per rank)\n%s\n",
+                cfg_.name().c_str(), topo_.world_size, backend_->name().c_str(), (long long)total_steps_,
+                (long long)cfg_.data().global_batch(), (long long)(cfg_.data().global_batch() / topo_.world_size),
+                model_->summary().c_str());
+    std::fflush(stdout);
+  }
+
+  const auto& tc = cfg_.train();
+  const float grad_scale = 1.0f / static_cast<float>(cfg_.data().global_batch());
+  Tensor& grads = model_->flat_grads();
+  double loss_sum = 0, correct = 0, samples = 0;
+  start_time_ = log_time_ = Clock::now();
+  log_step_ = progress_.step;
+
+  *all_ranks = false;  // from here a failure may be one rank's alone
+  while (progress_.step < total_steps_) {
+    const int64_t step = progress_.step;
+    ASSIGN_OR_RETURN(Batch batch, train_data_->next());
+    ForwardContext ctx;
+    ctx.training = true;
+    ctx.seed = tc.seed();
+    ctx.step = step;
+    ctx.sample_offset = batch.sample_offset;
+    ctx.global_batch = batch.global_size;
+    BatchResult r = model_->forward_backward(ctx, batch.images.data(), batch.labels.data(), batch.size, grad_scale);
+    backend_->synchronize();
+    RETURN_IF_ERROR(comm_.all_reduce(grads.f32(), grads.numel(), CommDType::kFloat32, ReduceOp::kSum));
+
+    const bool log_now = (step + 1) % tc.log_every() == 0 || step + 1 == total_steps_;
+    double grad_norm = 0;
+    if (cfg_.optimizer().clip_grad_norm() > 0 || log_now)
+      grad_norm = clip_grad_norm(*backend_, grads, cfg_.optimizer().clip_grad_norm());
+    const float lr = opt_->step(step);
+
+    progress_.step = step + 1;
+    progress_.samples_seen += batch.global_size;
+    progress_.data = train_data_->position();
+    loss_sum += r.loss_sum;
+    correct += static_cast<double>(r.correct);
+    samples += static_cast<double>(r.samples);
+
+    if (log_now) {
+      RETURN_IF_ERROR(log_progress(loss_sum, correct, samples, grad_norm, lr));
+      loss_sum = correct = samples = 0;
+    }
+    if (tc.eval_every() > 0 && progress_.step % tc.eval_every() == 0 && progress_.step != total_steps_)
+      RETURN_IF_ERROR(run_eval());
+    const int64_t every = cfg_.checkpoint().every();
+    if (every > 0 && progress_.step % every == 0 && progress_.step != total_steps_) {
+      Status s = save_checkpoint();
+      if (!s.ok()) return *all_ranks = true, s;
+    }
+  }
+
+  *all_ranks = true;
+  if (last_saved_step_ != progress_.step) RETURN_IF_ERROR(save_checkpoint());
+  *all_ranks = false;
+  RETURN_IF_ERROR(run_eval());
+  if (topo_.rank == 0)
+    std::printf("done: %lld steps in %s\n", (long long)progress_.step, format_duration(seconds_since(start_time_)).c_str());
+  return Status::Ok();
+}
+
+}  // namespace shardtrain

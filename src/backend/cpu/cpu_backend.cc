@@ -1,1 +1,162 @@
-// placeholder: being written
+// CpuBackend: memory, GEMM (OpenBLAS), bias, elementwise ops and dropout.
+//
+// Loops are OpenMP `parallel for` with static schedules. Nothing here reduces across
+// threads except bias_grad, which gives each channel to exactly one thread and sums it in
+// a fixed order, so results do not depend on the thread count at all.
+#include "backend/cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/cpu/counter_rng.h"
+
+namespace shardtrain {
+
+CpuBackend::CpuBackend(int threads) : threads_(threads < 1 ? 1 : threads) {
+  omp_set_num_threads(threads_);
+  openblas_set_num_threads(threads_);
+}
+
+std::string CpuBackend::name() const {
+  return "cpu (OpenBLAS, " + std::to_string(threads_) + (threads_ == 1 ? " thread)" : " threads)");
+}
+
+// ---------------------------------------------------------------------------- memory
+
+Tensor CpuBackend::alloc(const Shape& shape, DType dtype) {
+  // 64-byte alignment keeps AVX-512 loads aligned; aligned_alloc needs a size that is a
+  // multiple of the alignment, and never 0 so an empty tensor still has storage.
+  constexpr size_t kAlign = 64;
+  size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  size_t padded = (bytes + kAlign - 1) / kAlign * kAlign;
+  if (padded == 0) padded = kAlign;
+  void* p = std::aligned_alloc(kAlign, padded);
+  if (p == nullptr) return Tensor();  // caller sees !defined()
+  std::memset(p, 0, padded);
+  return Tensor(shape, dtype, Device::kCpu, std::shared_ptr<void>(p, std::free));
+}
+
+void CpuBackend::copy_from_host(Tensor& dst, const void* src) { std::memcpy(dst.data<char>(), src, dst.nbytes()); }
+void CpuBackend::copy_to_host(const Tensor& src, void* dst) { std::memcpy(dst, src.data<char>(), src.nbytes()); }
+void CpuBackend::copy(const Tensor& src, Tensor& dst) {
+  if (src.data<char>() != dst.data<char>()) std::memcpy(dst.data<char>(), src.data<char>(), dst.nbytes());
+}
+
+void CpuBackend::fill(Tensor& t, float value) {
+  const int64_t n = t.numel();
+  if (t.dtype() == DType::kInt32) {
+    int32_t* p = t.data<int32_t>();
+    const int32_t v = static_cast<int32_t>(value);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) p[i] = v;
+    return;
+  }
+  float* p = t.f32();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) p[i] = value;
+}
+
+// ----------------------------------------------------------------------------- dense
+
+void CpuBackend::gemm(GemmOp op_a, GemmOp op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                      const float* b, float beta, float* c) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // BLAS may not touch C when k == 0; the contract says C = beta * C.
+    scale(c, m * n, beta);
+    return;
+  }
+  const bool ta = op_a == GemmOp::kTrans, tb = op_b == GemmOp::kTrans;
+  // Row-major leading dimensions: A is [m, k] (or [k, m] transposed), B is [k, n] (or [n, k]).
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a,
+              ta ? m : k, b, tb ? k : n, beta, c, n);
+}
+
+void CpuBackend::bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner) {
+#pragma omp parallel for schedule(static)
+  for (int64_t oc = 0; oc < outer * channels; ++oc) {
+    const float bv = b[oc % channels];
+    float* row = y + oc * inner;
+    for (int64_t i = 0; i < inner; ++i) row[i] += bv;
+  }
+}
+
+void CpuBackend::bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner) {
+  // One thread per channel, summed in (o, i) order in double: deterministic for any
+  // thread count.
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < channels; ++c) {
+    double acc = 0.0;
+    for (int64_t o = 0; o < outer; ++o) {
+      const float* row = dy + (o * channels + c) * inner;
+      for (int64_t i = 0; i < inner; ++i) acc += row[i];
+    }
+    db[c] = static_cast<float>(acc);
+  }
+}
+
+// ------------------------------------------------------------------------ elementwise
+
+namespace {
+constexpr float kInvSqrt2 = 0.70710678118654752440f;
+constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
+}  // namespace
+
+void CpuBackend::activation_forward(Activation act, const float* x, float* y, int64_t n) {
+  if (act == Activation::kRelu) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return;
+  }
+  // Exact GELU, x * Phi(x), as torch.nn.GELU() (approximate='none').
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+}
+
+void CpuBackend::activation_backward(Activation act, const float* x, const float* dy, float* dx, int64_t n) {
+  if (act == Activation::kRelu) {
+    // Subgradient 0 at x == 0, as PyTorch.
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    return;
+  }
+  // d/dx [x Phi(x)] = Phi(x) + x phi(x).
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
+    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
+    dx[i] = dy[i] * (cdf + x[i] * pdf);
+  }
+}
+
+void CpuBackend::dropout(const float* x, float* y, int64_t n, float p, DropoutKey key) {
+  if (p <= 0.0f) {
+    if (x != y) std::memcpy(y, x, n * sizeof(float));
+    return;
+  }
+  if (p >= 1.0f) {  // everything dropped; avoids 1 / (1 - p) = inf.
+    std::memset(y, 0, n * sizeof(float));
+    return;
+  }
+  const float keep_scale = 1.0f / (1.0f - p);
+  const uint64_t base = counter_rng_base(key.seed, key.stream);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const bool keep = counter_rng_uniform(base, key.offset + static_cast<uint64_t>(i)) >= p;
+    y[i] = keep ? x[i] * keep_scale : 0.0f;
+  }
+}
+
+void CpuBackend::scale(float* x, int64_t n, float alpha) {
+  if (alpha == 0.0f) {  // also clears NaN/inf, as BLAS beta = 0 does
+    std::memset(x, 0, n * sizeof(float));
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
+}
+
+}  // namespace shardtrain

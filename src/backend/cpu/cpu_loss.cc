@@ -1,1 +1,88 @@
-// placeholder: being written
+// CpuBackend: softmax cross-entropy, accuracy counting and the fixed-order reductions.
+//
+// sum / sum_squares split the input into fixed 4096-element chunks, sum each chunk in
+// double, then add the chunk sums in chunk order on one thread. The chunking does not
+// depend on the thread count, so the result is bitwise identical for any thread count
+// (an OpenMP reduction clause combines partials in an unspecified order).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+
+namespace shardtrain {
+
+void CpuBackend::softmax_xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t c, float* probs,
+                                      float* losses) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float* z = logits + i * c;
+    float* p = probs + i * c;
+    float mx = z[0];  // subtracting the max keeps exp() from overflowing
+    for (int64_t j = 1; j < c; ++j) mx = std::max(mx, z[j]);
+    double denom = 0.0;
+    for (int64_t j = 0; j < c; ++j) {
+      p[j] = std::exp(z[j] - mx);
+      denom += p[j];
+    }
+    const float inv = static_cast<float>(1.0 / denom);
+    for (int64_t j = 0; j < c; ++j) p[j] *= inv;
+    // -log softmax via log-sum-exp: finite even when the label's probability underflows.
+    losses[i] = static_cast<float>(std::log(denom) - (static_cast<double>(z[labels[i]]) - mx));
+  }
+}
+
+void CpuBackend::softmax_xent_backward(const float* probs, const int32_t* labels, int64_t n, int64_t c, float scale,
+                                       float* dlogits) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < c; ++j) dlogits[i * c + j] = probs[i * c + j] * scale;
+    dlogits[i * c + labels[i]] -= scale;
+  }
+}
+
+int64_t CpuBackend::count_correct(const float* logits, const int32_t* labels, int64_t n, int64_t c) {
+  int64_t correct = 0;
+  // Integer addition is exact, so the reduction order cannot change the result.
+#pragma omp parallel for schedule(static) reduction(+ : correct)
+  for (int64_t i = 0; i < n; ++i) {
+    const float* z = logits + i * c;
+    int64_t best = 0;
+    for (int64_t j = 1; j < c; ++j)
+      if (z[j] > z[best]) best = j;  // strict: first maximum on ties
+    correct += best == labels[i] ? 1 : 0;
+  }
+  return correct;
+}
+
+namespace {
+
+constexpr int64_t kReduceChunk = 4096;
+
+template <typename F>
+double chunked_sum(const float* x, int64_t n, F term) {
+  const int64_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
+  std::vector<double> partial(chunks);
+#pragma omp parallel for schedule(static)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t end = std::min(n, (ch + 1) * kReduceChunk);
+    double acc = 0.0;
+    for (int64_t i = ch * kReduceChunk; i < end; ++i) acc += term(x[i]);
+    partial[ch] = acc;
+  }
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+}  // namespace
+
+double CpuBackend::sum(const float* x, int64_t n) {
+  return chunked_sum(x, n, [](float v) { return static_cast<double>(v); });
+}
+
+double CpuBackend::sum_squares(const float* x, int64_t n) {
+  return chunked_sum(x, n, [](float v) { return static_cast<double>(v) * v; });
+}
+
+}  // namespace shardtrain

@@ -1,0 +1,46 @@
+// A small command-line parser for the subcommands: positional arguments and --flags
+// (--flag VALUE or --flag=VALUE; repeatable ones collect every value). Each subcommand
+// declares its flags in a CommandSpec, which also renders its --help text.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace shardtrain {
+
+struct FlagSpec {
+  std::string name;       // without the dashes: "run-dir"
+  std::string value_name; // "DIR"; empty for a boolean switch
+  std::string help;
+  bool repeatable = false;
+};
+
+struct CommandSpec {
+  std::string name;                     // "train"
+  std::vector<std::string> positionals; // "CONFIG"
+  std::string summary;                  // one line
+  std::vector<FlagSpec> flags;
+  std::string epilog;                   // examples
+  std::string usage() const;
+};
+
+class Args {
+ public:
+  // argv[0] is the subcommand name. `--help`/`-h` anywhere sets help() and skips checks.
+  static StatusOr<Args> parse(const CommandSpec& spec, int argc, char** argv);
+  bool help() const { return help_; }
+  const std::string& positional(size_t i) const { return positionals_[i]; }
+  bool has(const std::string& flag) const { return values_.count(flag) > 0; }
+  std::string get(const std::string& flag, const std::string& fallback = "") const;
+  std::vector<std::string> get_all(const std::string& flag) const;
+
+ private:
+  bool help_ = false;
+  std::vector<std::string> positionals_;
+  std::map<std::string, std::vector<std::string>> values_;
+};
+
+}  // namespace shardtrain

@@ -1,0 +1,45 @@
+// The MPI process lifetime and the exit policy of subcommands that run under mpirun.
+//
+// Two ways to fail, and both end every rank with a non-zero code and no hang:
+//   exit_agreed(): every rank holds the same error (setup errors after agree_on_status,
+//                  usage errors): rank 0 prints the one line, every rank finalizes and
+//                  exits with the same code;
+//   exit_local():  the error is this rank's alone (others may be inside a collective):
+//                  print it with the rank and MPI_Abort the whole job.
+#pragma once
+
+#include <memory>
+
+#include "comm/mpi/mpi_communicator.h"
+#include "comm/mpi/topology.h"
+
+namespace shardtrain {
+
+inline constexpr int kExitUsage = 2;  // bad flags or config
+inline constexpr int kExitFailure = 1;
+
+// kExitUsage for InvalidArgument, kExitFailure otherwise.
+int exit_code_for(const Status& s);
+
+class MpiRuntime {
+ public:
+  // MPI_Init_thread(FUNNELED): only the main thread calls MPI (the data loader's
+  // prefetch thread does HDF5 reads only). Returns a runtime or prints and exits.
+  static std::unique_ptr<MpiRuntime> init_or_exit(int* argc, char*** argv);
+  ~MpiRuntime();
+
+  const Topology& topology() const { return topo_; }
+  Communicator& comm() { return *comm_; }
+  bool is_root() const { return topo_.rank == 0; }
+
+  [[noreturn]] void exit_ok();
+  [[noreturn]] void exit_agreed(const Status& s, int code);
+  [[noreturn]] void exit_local(const Status& s, int code);
+
+ private:
+  MpiRuntime() = default;
+  Topology topo_;
+  std::unique_ptr<MpiCommunicator> comm_;
+};
+
+}  // namespace shardtrain

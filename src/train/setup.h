@@ -1,0 +1,23 @@
+// Job setup shared by `train` and `eval`: the backend and the data splits a config asks for.
+#pragma once
+
+#include <memory>
+
+#include "backend/backend.h"
+#include "comm/mpi/topology.h"
+#include "config/shardtrain.pb.h"
+#include "data/loader.h"
+
+namespace shardtrain {
+
+// CPU threads: train.threads, or this node's cores divided among its ranks.
+int cpu_threads_per_rank(int configured, int local_size);
+
+StatusOr<std::unique_ptr<Backend>> backend_for_job(const config::JobConfig& cfg, const Topology& topo);
+
+// The training split (shuffled, global_batch, drop_last) or the test split (in order,
+// eval_batch, every sample once), sharded over topo's ranks.
+StatusOr<std::unique_ptr<ShardedLoader>> open_train_split(const config::JobConfig& cfg, const Topology& topo);
+StatusOr<std::unique_ptr<ShardedLoader>> open_test_split(const config::JobConfig& cfg, const Topology& topo);
+
+}  // namespace shardtrain

@@ -1,0 +1,77 @@
+// Trainer: data-parallel training of one model replica per rank.
+//
+// Each step: every rank reads its slice of the global batch, runs forward/backward with
+// gradients scaled by 1/global_batch, the flat gradient buffer is summed over ranks (one
+// all-reduce), optionally clipped by global norm, and every rank takes the same optimizer
+// step, so replicas stay identical without ever broadcasting parameters again.
+//
+// Determinism: init, shuffling and dropout are counter-based from the seed, the data
+// position and optimizer step are checkpointed, and reductions have fixed orders — so a
+// run resumed from step N at the same world size is bitwise identical to one that never
+// stopped.
+//
+// Usage (every rank):
+//   create()  -> local errors only; the caller agrees on them across ranks;
+//   run()     -> collective. On failure `*all_ranks` says whether every rank returns
+//                the same error (then each may exit cleanly); otherwise the failure is
+//                this rank's alone and the caller must abort the job.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "checkpoint/manager.h"
+#include "comm/communicator.h"
+#include "comm/mpi/topology.h"
+#include "config/shardtrain.pb.h"
+#include "data/loader.h"
+#include "model/model.h"
+#include "optim/optimizer.h"
+#include "train/metrics.h"
+#include "train/train_state.h"
+
+namespace shardtrain {
+
+struct TrainerOptions {
+  std::string run_dir;
+  std::string resume;  // "" (fresh run), "auto" (newest valid checkpoint, else fresh) or a path
+};
+
+class Trainer {
+ public:
+  static StatusOr<std::unique_ptr<Trainer>> create(const config::JobConfig& cfg, const TrainerOptions& opts,
+                                                   const Topology& topo, Communicator& comm);
+  Status run(bool* all_ranks);
+
+  int64_t total_steps() const { return total_steps_; }
+  Model& model() { return *model_; }
+
+ private:
+  Trainer(const config::JobConfig& cfg, const TrainerOptions& opts, const Topology& topo, Communicator& comm);
+  Status setup();
+  Status save_checkpoint();  // collective: rank 0 writes, all agree on the outcome
+  Status run_eval();         // collective
+  Status log_progress(double loss_sum, double correct, double samples, double grad_norm, float lr);
+
+  config::JobConfig cfg_;
+  std::string config_text_;
+  TrainerOptions opts_;
+  Topology topo_;
+  Communicator& comm_;
+
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<ShardedLoader> train_data_, test_data_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Optimizer> opt_;
+  std::unique_ptr<CheckpointManager> ckpt_;
+  MetricsLog metrics_;
+
+  int64_t total_steps_ = 0;
+  TrainProgress progress_;
+  int64_t last_saved_step_ = -1;
+  std::chrono::steady_clock::time_point start_time_, log_time_;
+  int64_t log_step_ = 0;  // step at log_time_
+};
+
+}  // namespace shardtrain
