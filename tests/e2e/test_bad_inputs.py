@@ -1,0 +1,160 @@
+"""Every bad input: one clear error line naming the file/field/tensor, a non-zero exit
+(2 for usage/config errors) from the whole job under mpirun (no hang: every run has a
+timeout), and nothing already on disk changed."""
+import os
+import shutil
+import tempfile
+import unittest
+
+import h5py
+import numpy as np
+
+import st_util as st
+
+TIMEOUT = 120  # a hang fails the test instead of blocking CI
+
+
+class BadInputTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        # One good run whose checkpoints the cases below must never touch.
+        cls.tmp = tempfile.mkdtemp(prefix="st_bad_")
+        cls.run_dir = os.path.join(cls.tmp, "good")
+        r = st.run(2, "train", st.config("tiny_mlp.pbtxt"), "--run-dir", cls.run_dir)
+        assert r.returncode == 0, r.stderr
+        cls.ckpt_dir = os.path.join(cls.run_dir, "checkpoints")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.before = st.tree_digest(self.run_dir)
+
+    def tearDown(self):
+        self.assertEqual(st.tree_digest(self.run_dir), self.before, "a bad input changed files on disk")
+
+    def write(self, name, text):
+        p = os.path.join(self.tmp, name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def fails(self, np_ranks, args, code, *needles):
+        r = st.run(np_ranks, *args, timeout=TIMEOUT)
+        out = r.stdout + r.stderr
+        self.assertNotEqual(r.returncode, 0, out)
+        if code is not None:
+            self.assertEqual(r.returncode, code, out)
+        errors = [l for l in r.stderr.splitlines() if "error:" in l]
+        self.assertEqual(len(errors), 1, "expected exactly one error line:\n" + out)
+        for n in needles:
+            self.assertIn(n, errors[0], out)
+        self.assertNotIn("terminate called", out)  # no C++ exception escaped
+        return errors[0]
+
+    def good_config_text(self):
+        with open(st.config("tiny_mlp.pbtxt")) as f:
+            return f.read()
+
+    # ---- config
+    def test_syntax_error_names_file_line_col(self):
+        p = self.write("syntax.pbtxt", "name: \"x\"\ntrain { steps: 5 \n")
+        self.fails(2, ["train", p, "--run-dir", os.path.join(self.tmp, "r1")], 2, "syntax.pbtxt:3:")
+
+    def test_unknown_field(self):
+        p = self.write("unknown.pbtxt", self.good_config_text().replace("log_every: 5", "log_evry: 5"))
+        self.fails(2, ["train", p, "--run-dir", os.path.join(self.tmp, "r2")], 2, "unknown.pbtxt:", "log_evry")
+
+    def test_impossible_value_names_field(self):
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--set", "optimizer.lr=-1",
+                       "--run-dir", os.path.join(self.tmp, "r3")], 2, "optimizer.lr")
+
+    def test_unknown_override_path(self):
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--set", "train.stepz=3",
+                       "--run-dir", os.path.join(self.tmp, "r4")], 2, "stepz")
+
+    def test_unknown_flag(self):
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--bogus"], 2, "--bogus")
+
+    def test_missing_config_file(self):
+        self.fails(2, ["train", os.path.join(self.tmp, "nope.pbtxt")], 2, "nope.pbtxt")
+
+    def test_global_batch_not_divisible_by_world_size(self):
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--set", "data.global_batch=25",
+                       "--run-dir", os.path.join(self.tmp, "r5")], 2, "data.global_batch", "world size")
+
+    def test_layer_shape_error_names_layer(self):
+        p = self.write("nolatten.pbtxt", self.good_config_text().replace('layer { name: "flatten" flatten {} }', ""))
+        self.fails(2, ["train", p, "--run-dir", os.path.join(self.tmp, "r6")], None, "fc1")
+
+    # ---- data
+    def test_missing_data_file_names_prepare_script(self):
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--set", "data.path=" + os.path.join(self.tmp, "no.h5"),
+                       "--run-dir", os.path.join(self.tmp, "r7")], None, "no.h5", "prepare-data.sh")
+
+    def test_data_file_not_hdf5(self):
+        p = self.write("garbage.h5", "this is not hdf5\n" * 100)
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--set", "data.path=" + p,
+                       "--run-dir", os.path.join(self.tmp, "r8")], None, "garbage.h5")
+
+    def test_wrong_dataset_shape_names_dataset(self):
+        p = os.path.join(self.tmp, "badshape.h5")
+        with h5py.File(p, "w") as f:
+            for split in ("train", "test"):
+                f.create_dataset(f"{split}/images", data=np.zeros((100, 28), np.uint8))
+                f.create_dataset(f"{split}/labels", data=np.zeros((99,), np.uint8))
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--set", "data.path=" + p,
+                       "--run-dir", os.path.join(self.tmp, "r9")], None, "badshape.h5", "labels")
+
+    # ---- checkpoints
+    def corrupt_copy(self, how):
+        d = os.path.join(self.tmp, "corrupt_" + how)
+        shutil.copytree(self.run_dir, d)
+        ckpts = sorted(os.listdir(os.path.join(d, "checkpoints")))
+        newest = os.path.join(d, "checkpoints", [c for c in ckpts if c.startswith("ckpt-")][-1])
+        size = os.path.getsize(newest)
+        if how == "truncate":
+            os.truncate(newest, size // 2)
+        else:  # flip bytes in the middle of the file (tensor data)
+            with open(newest, "r+b") as f:
+                f.seek(size // 2)
+                b = f.read(64)
+                f.seek(size // 2)
+                f.write(bytes(x ^ 0xFF for x in b))
+        return d, newest
+
+    def test_truncated_checkpoint_explicit_resume(self):
+        d, newest = self.corrupt_copy("truncate")
+        before = st.tree_digest(d)
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--run-dir", d, "--resume", newest], 1,
+                   os.path.basename(newest))
+        self.assertEqual(st.tree_digest(d), before)
+
+    def test_corrupt_checkpoint_eval(self):
+        d, newest = self.corrupt_copy("flip")
+        self.fails(2, ["eval", st.config("tiny_mlp.pbtxt"), "--checkpoint", newest], 1, os.path.basename(newest))
+
+    def test_resume_auto_skips_truncated_newest(self):
+        d, newest = self.corrupt_copy("truncate")
+        r = st.run(2, "train", st.config("tiny_mlp.pbtxt"), "--run-dir", d, "--resume", "auto", timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("skipping", r.stderr)
+        self.assertIn("resuming from", r.stderr)
+        self.assertIn("at step 10", r.stderr)
+
+    def test_checkpoint_tensor_mismatch_names_tensor_and_shapes(self):
+        p = self.write("wider.pbtxt", self.good_config_text().replace("out_features: 32", "out_features: 64"))
+        self.fails(2, ["eval", p, "--checkpoint", os.path.join(self.ckpt_dir, "latest")], None,
+                   "fc1.weight", "[32, 784]", "[64, 784]")
+
+    def test_fresh_run_into_used_run_dir_refuses(self):
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--run-dir", self.run_dir], None, "--resume auto")
+
+    def test_missing_checkpoint(self):
+        self.fails(2, ["eval", st.config("tiny_mlp.pbtxt"), "--checkpoint", os.path.join(self.tmp, "none.h5")],
+                   None, "none.h5")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,107 @@
+// im2col / col2im and max pooling against naive loops.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "backend/cpu/cpu_backend.h"
+
+namespace shardtrain {
+namespace {
+
+std::vector<float> rnd(int64_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(gen);
+  return v;
+}
+
+ConvGeometry geom(int64_t c, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p) {
+  return ConvGeometry{c, h, w, k, s, p, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1};
+}
+
+const ConvGeometry kGeometries[] = {
+    geom(1, 5, 5, 3, 1, 1), geom(2, 6, 5, 3, 2, 1), geom(3, 7, 4, 2, 1, 0),
+    geom(2, 4, 4, 3, 3, 2), geom(1, 3, 3, 3, 1, 0), geom(2, 8, 9, 5, 2, 2),
+};
+
+TEST(CpuBackendConv, Im2colMatchesNaive) {
+  CpuBackend be(2);
+  for (const ConvGeometry& g : kGeometries) {
+    auto x = rnd(g.channels * g.height * g.width, 1);
+    std::vector<float> cols(g.col_rows() * g.col_cols(), 42.0f);
+    be.im2col(x.data(), g, cols.data());
+    for (int64_t c = 0; c < g.channels; ++c)
+      for (int64_t kh = 0; kh < g.kernel; ++kh)
+        for (int64_t kw = 0; kw < g.kernel; ++kw)
+          for (int64_t oh = 0; oh < g.out_height; ++oh)
+            for (int64_t ow = 0; ow < g.out_width; ++ow) {
+              const int64_t ih = oh * g.stride - g.padding + kh, iw = ow * g.stride - g.padding + kw;
+              const bool in = ih >= 0 && ih < g.height && iw >= 0 && iw < g.width;
+              const float ref = in ? x[(c * g.height + ih) * g.width + iw] : 0.0f;
+              const int64_t row = (c * g.kernel + kh) * g.kernel + kw;
+              ASSERT_EQ(cols[row * g.col_cols() + oh * g.out_width + ow], ref);
+            }
+  }
+}
+
+// col2im is the adjoint of im2col: <col2im(a), b> == <a, im2col(b)>.
+TEST(CpuBackendConv, Col2imIsAdjointOfIm2col) {
+  CpuBackend be(2);
+  for (const ConvGeometry& g : kGeometries) {
+    const int64_t nx = g.channels * g.height * g.width, nc = g.col_rows() * g.col_cols();
+    auto a = rnd(nc, 2), b = rnd(nx, 3);
+    std::vector<float> ca(nx, 42.0f), ib(nc);
+    be.col2im(a.data(), g, ca.data());
+    be.im2col(b.data(), g, ib.data());
+    double lhs = 0, rhs = 0;
+    for (int64_t i = 0; i < nx; ++i) lhs += static_cast<double>(ca[i]) * b[i];
+    for (int64_t i = 0; i < nc; ++i) rhs += static_cast<double>(a[i]) * ib[i];
+    EXPECT_NEAR(lhs, rhs, 1e-4 * (1 + std::fabs(rhs)));
+  }
+}
+
+TEST(CpuBackendConv, MaxPoolForwardBackward) {
+  CpuBackend be(2);
+  for (int64_t k : {2, 3}) {
+    for (int64_t s : {1, 2}) {
+      PoolGeometry g{2, 3, 7, 6, k, s, (7 - k) / s + 1, (6 - k) / s + 1};
+      const int64_t in_sz = g.height * g.width, out_sz = g.out_height * g.out_width;
+      const int64_t planes = g.batch * g.channels;
+      auto x = rnd(planes * in_sz, 4);
+      std::vector<float> y(planes * out_sz), dy = rnd(planes * out_sz, 5), dx(planes * in_sz, 42.0f);
+      std::vector<int32_t> argmax(planes * out_sz);
+      be.maxpool2d_forward(x.data(), g, y.data(), argmax.data());
+      be.maxpool2d_backward(dy.data(), argmax.data(), g, dx.data());
+      std::vector<double> dref(planes * in_sz, 0.0);
+      for (int64_t p = 0; p < planes; ++p)
+        for (int64_t oh = 0; oh < g.out_height; ++oh)
+          for (int64_t ow = 0; ow < g.out_width; ++ow) {
+            int64_t best = -1;
+            for (int64_t kh = 0; kh < k; ++kh)
+              for (int64_t kw = 0; kw < k; ++kw) {
+                const int64_t idx = (oh * s + kh) * g.width + ow * s + kw;
+                if (best < 0 || x[p * in_sz + idx] > x[p * in_sz + best]) best = idx;
+              }
+            const int64_t o = p * out_sz + oh * g.out_width + ow;
+            ASSERT_EQ(argmax[o], best);
+            ASSERT_EQ(y[o], x[p * in_sz + best]);
+            dref[p * in_sz + best] += dy[o];
+          }
+      for (int64_t i = 0; i < planes * in_sz; ++i) EXPECT_NEAR(dx[i], dref[i], 1e-6);
+    }
+  }
+}
+
+TEST(CpuBackendConv, MaxPoolTiesPickFirst) {
+  CpuBackend be(1);
+  PoolGeometry g{1, 1, 2, 2, 2, 2, 1, 1};
+  std::vector<float> x{1.0f, 3.0f, 3.0f, 3.0f}, y(1);
+  std::vector<int32_t> argmax(1);
+  be.maxpool2d_forward(x.data(), g, y.data(), argmax.data());
+  EXPECT_EQ(y[0], 3.0f);
+  EXPECT_EQ(argmax[0], 1);
+}
+
+}  // namespace
+}  // namespace shardtrain

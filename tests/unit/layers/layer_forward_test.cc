@@ -1,0 +1,151 @@
+// Forward values of the layers against naive loops, and the dropout keying that makes a
+// batch split over ranks draw the same masks as on one rank.
+#include <gtest/gtest.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "layers/conv2d.h"
+#include "layers/dropout.h"
+#include "grad_check.h"
+#include "layers/linear.h"
+
+namespace shardtrain {
+namespace {
+
+using testing::random_uniform;
+
+struct Bound {
+  std::vector<Tensor> params, grads;
+};
+
+// Random parameters bound to `layer`; returns them for the naive reference.
+Bound bind_random(Layer& layer, Backend& be) {
+  Bound b;
+  uint32_t seed = 21;
+  for (const ParamSpec& s : layer.param_specs()) {
+    b.params.push_back(be.alloc(s.shape, DType::kFloat32));
+    b.grads.push_back(be.alloc(s.shape, DType::kFloat32));
+    auto v = random_uniform(b.params.back().numel(), -1.0f, 1.0f, seed++);
+    be.copy_from_host(b.params.back(), v.data());
+  }
+  layer.bind(b.params, b.grads);
+  return b;
+}
+
+TEST(LayerForward, LinearMatchesNaive) {
+  CpuBackend be(1);
+  LinearLayer layer("fc", be, 3, true);
+  auto out = layer.configure({4});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(*out, (Shape{3}));
+  EXPECT_EQ(layer.param_specs()[0].shape, (Shape{3, 4}));
+  EXPECT_EQ(layer.param_specs()[0].fan_in, 4);
+  Bound b = bind_random(layer, be);
+  Tensor x = be.alloc({2, 4}, DType::kFloat32), y = be.alloc({2, 3}, DType::kFloat32);
+  auto xv = random_uniform(8, -1, 1, 1);
+  be.copy_from_host(x, xv.data());
+  layer.forward(ForwardContext{}, x, y);
+  const float* w = b.params[0].f32();
+  const float* bias = b.params[1].f32();
+  for (int n = 0; n < 2; ++n)
+    for (int o = 0; o < 3; ++o) {
+      double ref = bias[o];
+      for (int i = 0; i < 4; ++i) ref += static_cast<double>(xv[n * 4 + i]) * w[o * 4 + i];
+      EXPECT_NEAR(y.f32()[n * 3 + o], ref, 1e-5);
+    }
+}
+
+TEST(LayerForward, Conv2dMatchesNaive) {
+  CpuBackend be(2);
+  const int64_t N = 2, C = 3, H = 6, W = 5, K = 4, k = 3, s = 2, p = 1;
+  Conv2dLayer layer("conv", be, K, k, s, p, true);
+  auto out = layer.configure({C, H, W});
+  ASSERT_TRUE(out.ok());
+  const int64_t Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1;
+  ASSERT_EQ(*out, (Shape{K, Ho, Wo}));
+  EXPECT_EQ(layer.param_specs()[0].shape, (Shape{K, C, k, k}));
+  EXPECT_EQ(layer.param_specs()[0].fan_in, C * k * k);
+  Bound b = bind_random(layer, be);
+  Tensor x = be.alloc({N, C, H, W}, DType::kFloat32), y = be.alloc({N, K, Ho, Wo}, DType::kFloat32);
+  auto xv = random_uniform(x.numel(), -1, 1, 2);
+  be.copy_from_host(x, xv.data());
+  layer.forward(ForwardContext{}, x, y);
+  const float* w = b.params[0].f32();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < K; ++o)
+      for (int64_t oh = 0; oh < Ho; ++oh)
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          double ref = b.params[1].f32()[o];
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t kh = 0; kh < k; ++kh)
+              for (int64_t kw = 0; kw < k; ++kw) {
+                const int64_t ih = oh * s - p + kh, iw = ow * s - p + kw;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                ref += static_cast<double>(xv[((n * C + c) * H + ih) * W + iw]) * w[((o * C + c) * k + kh) * k + kw];
+              }
+          EXPECT_NEAR(y.f32()[((n * K + o) * Ho + oh) * Wo + ow], ref, 1e-5);
+        }
+}
+
+// A changing batch size (training vs evaluation) must re-size the layer's scratch.
+TEST(LayerForward, Conv2dBatchSizeChanges) {
+  CpuBackend be(1);
+  Conv2dLayer layer("conv", be, 2, 3, 1, 1, true);
+  ASSERT_TRUE(layer.configure({1, 4, 4}).ok());
+  bind_random(layer, be);
+  Tensor x4 = be.alloc({4, 1, 4, 4}, DType::kFloat32), y4 = be.alloc({4, 2, 4, 4}, DType::kFloat32);
+  auto xv = random_uniform(x4.numel(), -1, 1, 3);
+  be.copy_from_host(x4, xv.data());
+  Tensor x1 = x4.rows(3, 4), y1 = be.alloc({1, 2, 4, 4}, DType::kFloat32);
+  layer.forward(ForwardContext{}, x1, y1);
+  layer.forward(ForwardContext{}, x4, y4);
+  for (int64_t i = 0; i < y1.numel(); ++i) EXPECT_EQ(y1.f32()[i], y4.f32()[3 * 32 + i]);
+}
+
+std::vector<float> run_dropout(Backend& be, DropoutLayer& layer, const std::vector<float>& xv, int64_t offset,
+                               int64_t rows, bool training) {
+  Tensor x = be.alloc({rows, 6}, DType::kFloat32), y = be.alloc({rows, 6}, DType::kFloat32);
+  be.copy_from_host(x, xv.data() + offset * 6);
+  ForwardContext ctx;
+  ctx.training = training;
+  ctx.seed = 9;
+  ctx.step = 17;
+  ctx.sample_offset = offset;
+  ctx.global_batch = 8;
+  layer.forward(ctx, x, y);
+  return std::vector<float>(y.f32(), y.f32() + y.numel());
+}
+
+TEST(LayerForward, DropoutSameMasksWhenBatchIsSplitOverRanks) {
+  CpuBackend be(1);
+  DropoutLayer layer("drop", be, 0.5f);
+  layer.set_index(2);
+  ASSERT_TRUE(layer.configure({6}).ok());
+  auto xv = random_uniform(8 * 6, 0.5f, 1.0f, 4);
+  auto whole = run_dropout(be, layer, xv, 0, 8, true);
+  auto rank0 = run_dropout(be, layer, xv, 0, 3, true);
+  auto rank1 = run_dropout(be, layer, xv, 3, 5, true);
+  rank0.insert(rank0.end(), rank1.begin(), rank1.end());
+  EXPECT_EQ(whole, rank0);
+  int zeros = 0;
+  for (size_t i = 0; i < whole.size(); ++i) {
+    if (whole[i] == 0.0f) ++zeros;
+    else EXPECT_FLOAT_EQ(whole[i], 2.0f * xv[i]);
+  }
+  EXPECT_GT(zeros, 0);
+  EXPECT_LT(zeros, 48);
+  EXPECT_EQ(run_dropout(be, layer, xv, 0, 8, false), xv);  // evaluation: identity
+}
+
+TEST(LayerForward, DropoutMasksDifferByLayerAndStep) {
+  CpuBackend be(1);
+  DropoutLayer a("a", be, 0.5f), b("b", be, 0.5f);
+  a.set_index(1);
+  b.set_index(2);
+  ASSERT_TRUE(a.configure({6}).ok());
+  ASSERT_TRUE(b.configure({6}).ok());
+  auto xv = random_uniform(8 * 6, 0.5f, 1.0f, 4);
+  EXPECT_NE(run_dropout(be, a, xv, 0, 8, true), run_dropout(be, b, xv, 0, 8, true));
+}
+
+}  // namespace
+}  // namespace shardtrain
