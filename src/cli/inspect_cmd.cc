@@ -39,21 +39,24 @@ void print_tensors(const char* title, const std::vector<HostTensor>& tensors, bo
   for (const HostTensor& t : tensors) {
     std::printf("  %-*s  %-*s  %10lld", static_cast<int>(name_w), t.name.c_str(), static_cast<int>(shape_w),
                 shape_str(t.shape).c_str(), static_cast<long long>(t.data.size()));
-    if (!t.data.empty()) {
-      float lo = t.data[0], hi = t.data[0];
-      double abs_sum = 0;
-      for (float v : t.data) {
-        lo = std::min(lo, v);
-        hi = std::max(hi, v);
-        abs_sum += std::fabs(static_cast<double>(v));
-      }
-      std::printf("  min %-12.6g max %-12.6g mean|x| %.6g", lo, hi, abs_sum / t.data.size());
+    // Statistics over finite values; NaN/Inf are counted separately (a diverged run).
+    float lo = INFINITY, hi = -INFINITY;
+    double abs_sum = 0;
+    size_t finite = 0;
+    for (float v : t.data) {
+      if (!std::isfinite(v)) continue;
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+      abs_sum += std::fabs(static_cast<double>(v));
+      ++finite;
     }
+    if (finite > 0) std::printf("  min %-12.6g max %-12.6g mean|x| %-12.6g", lo, hi, abs_sum / finite);
+    if (finite < t.data.size()) std::printf("  non-finite %zu", t.data.size() - finite);
     std::printf("\n");
     if (values && !t.data.empty()) {
       std::printf("    ");
       const size_t n = std::min(t.data.size(), static_cast<size_t>(kValuesShown));
-      for (size_t i = 0; i < n; ++i) std::printf("%s%.9g", i ? ", " : "", t.data[i]);
+      for (size_t i = 0; i < n; ++i) std::printf("%s%.7g", i ? ", " : "", t.data[i]);
       std::printf("%s\n", n < t.data.size() ? ", ..." : "");
     }
   }

@@ -60,24 +60,27 @@ std::string enum_value_prefix(const EnumDescriptor* e) {
   return out + "_";
 }
 
+// DEVICE_CUDA -> "CUDA": the value name without its enum-type prefix.
+std::string enum_value_short_name(const EnumValueDescriptor* v) {
+  const std::string prefix = enum_value_prefix(v->type());
+  const std::string& name = v->name();
+  return name.compare(0, prefix.size(), prefix) == 0 ? name.substr(prefix.size()) : name;
+}
+
 const EnumValueDescriptor* find_enum_value(const EnumDescriptor* e, const std::string& text) {
   if (const EnumValueDescriptor* v = e->FindValueByName(text)) return v;
-  const std::string prefix = enum_value_prefix(e);
   for (int i = 0; i < e->value_count(); ++i) {
     const EnumValueDescriptor* v = e->value(i);
-    const std::string& name = v->name();
-    std::string bare = name.compare(0, prefix.size(), prefix) == 0 ? name.substr(prefix.size()) : name;
-    if (iequals(bare, text) || iequals(name, text)) return v;
+    if (iequals(enum_value_short_name(v), text) || iequals(v->name(), text)) return v;
   }
   return nullptr;
 }
 
+// "cpu, cuda": the short spellings, for error messages.
 std::string enum_choices(const EnumDescriptor* e) {
-  const std::string prefix = enum_value_prefix(e);
   std::string out;
   for (int i = 0; i < e->value_count(); ++i) {
-    const std::string& name = e->value(i)->name();
-    std::string bare = name.compare(0, prefix.size(), prefix) == 0 ? name.substr(prefix.size()) : name;
+    std::string bare = enum_value_short_name(e->value(i));
     for (char& c : bare) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     out += (i ? ", " : "") + bare;
   }

@@ -42,6 +42,7 @@ StatusOr<std::unique_ptr<ShardedLoader>> ShardedLoader::open(const LoaderOptions
   return l;
 }
 
+ShardedLoader::ShardedLoader(const LoaderOptions& opts) : opts_(opts) {}
 ShardedLoader::~ShardedLoader() { prefetch_drop(); }
 
 const Shape& ShardedLoader::sample_shape() const { return reader_->sample_shape(); }

@@ -80,7 +80,7 @@ class ShardedLoader {
  private:
   // The samples (indices into the split) of this rank's slice of batch `p`, in batch order.
   std::vector<int64_t> rank_indices(LoaderPosition p);
-  explicit ShardedLoader(const LoaderOptions& opts) : opts_(opts) {}
+  explicit ShardedLoader(const LoaderOptions& opts);  // out of line: H5SplitReader is incomplete here
   StatusOr<Batch> read_batch(LoaderPosition p);  // the only place samples are read
   void prefetch_start(LoaderPosition p);
   void prefetch_drop();

@@ -1,6 +1,6 @@
 #include "layers/dropout.h"
 
-#include "backend/cpu/counter_rng.h"
+#include "backend/counter_rng.h"
 
 namespace shardtrain {
 

@@ -9,6 +9,7 @@
 #include "comm/agree.h"
 #include "config/config.h"
 #include "core/log.h"
+#include "train/evaluate.h"
 #include "train/setup.h"
 
 namespace shardtrain {

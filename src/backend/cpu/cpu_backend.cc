@@ -12,7 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "backend/cpu/counter_rng.h"
+#include "backend/counter_rng.h"
 
 namespace shardtrain {
 

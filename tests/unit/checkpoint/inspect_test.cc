@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "ckpt_test_util.h"
@@ -12,12 +13,12 @@ namespace {
 
 using CheckpointInspect = TempDirTest;
 
-struct Run {
+struct InspectRun {
   int code;
   std::string out, err;
 };
 
-Run run(std::vector<std::string> args) {
+InspectRun run(std::vector<std::string> args) {
   args.insert(args.begin(), "inspect");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -31,7 +32,7 @@ Run run(std::vector<std::string> args) {
 TEST_F(CheckpointInspect, SummaryShowsMetadataTensorsAndTotal) {
   const std::string path = file("ckpt.h5");
   ASSERT_TRUE(checkpoint_write(path, sample_checkpoint(100)).ok());
-  Run r = run({path, "--values"});
+  InspectRun r = run({path, "--values"});
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* want : {"step            100", "world size      4", "optimizer       adamw (step 100)",
                            "epoch 2, batch 17 (123456789012 samples seen)", "fc1.weight", "[2, 3]",
@@ -40,21 +41,31 @@ TEST_F(CheckpointInspect, SummaryShowsMetadataTensorsAndTotal) {
     EXPECT_NE(r.out.find(want), std::string::npos) << "missing '" << want << "' in\n" << r.out;
 }
 
+TEST_F(CheckpointInspect, CountsNonFiniteValues) {
+  CheckpointData d = sample_checkpoint(100);
+  d.params[1].data[2] = std::nanf("");  // fc1.bias = {0.5, -0.5, NaN}
+  ASSERT_TRUE(checkpoint_write(file("nan.h5"), d).ok());
+  InspectRun r = run({file("nan.h5")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("min -0.5         max 0.5          mean|x| 0.5           non-finite 1"), std::string::npos)
+      << r.out;
+}
+
 TEST_F(CheckpointInspect, ConfigPrintsOnlyTheStoredConfig) {
   const std::string path = file("ckpt.h5");
   ASSERT_TRUE(checkpoint_write(path, sample_checkpoint()).ok());
-  Run r = run({path, "--config"});
+  InspectRun r = run({path, "--config"});
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out, sample_checkpoint().config_text);
 }
 
 TEST_F(CheckpointInspect, ExitCodes) {
   EXPECT_EQ(run({"--help"}).code, 0);
-  Run no_path = run({});
+  InspectRun no_path = run({});
   EXPECT_EQ(no_path.code, 2);
   EXPECT_EQ(no_path.err.rfind("error: ", 0), 0u) << no_path.err;
   EXPECT_EQ(run({"a.h5", "--bogus"}).code, 2);
-  Run missing = run({file("missing.h5")});
+  InspectRun missing = run({file("missing.h5")});
   EXPECT_EQ(missing.code, 1);
   EXPECT_EQ(missing.err, "error: " + file("missing.h5") + ": no such checkpoint file\n");
 }

@@ -76,6 +76,15 @@ TEST(ConfigLoad, UnknownFieldReportsFileLineColumn) {
             path + ":4:5: Message type \"shardtrain.config.TrainConfig\" has no field named \"stepz\".");
 }
 
+TEST(ConfigLoad, UnknownEnumValuePointsAtTheValue) {
+  // Protobuf reports the token after the bad name (here on the next line); the column
+  // must point at the name itself.
+  const std::string path = write_file("enum.pbtxt", "name: \"x\"\ndevice: DEVICE_TPU\n");
+  auto cfg = load_config(path, {});
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(cfg.status().message(), path + ":2:9: Unknown enumeration value of \"DEVICE_TPU\" for field \"device\".");
+}
+
 TEST(ConfigLoad, SyntaxErrorReportsFileLineColumn) {
   const std::string path = write_file("syntax.pbtxt",
                                       "data { path: \"x.h5\" }\n"

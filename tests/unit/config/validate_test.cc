@@ -24,7 +24,9 @@ std::string error_after(const std::function<void(config::JobConfig&)>& mutate) {
   config::JobConfig cfg = valid_config();
   mutate(cfg);
   Status s = validate_config(cfg);
-  if (!s.ok()) EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  if (!s.ok()) {
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  }
   return s.message();
 }
 

@@ -26,11 +26,15 @@ void write_raw(const std::string& path, const std::string& name, std::vector<hsi
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   ASSERT_GE(H5Pset_create_intermediate_group(lcpl, 1), 0);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  if (!chunk.empty()) ASSERT_GE(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), 0);
+  if (!chunk.empty()) {
+    ASSERT_GE(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), 0);
+  }
   hid_t space = H5Screate_simple(int(dims.size()), dims.data(), nullptr);
   hid_t ds = H5Dcreate2(f, name.c_str(), type, space, lcpl, dcpl, H5P_DEFAULT);
   ASSERT_GE(ds, 0);
-  if (data) ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), 0);
+  if (data) {
+    ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), 0);
+  }
   H5Dclose(ds);
   H5Sclose(space);
   H5Pclose(dcpl);

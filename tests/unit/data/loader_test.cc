@@ -107,7 +107,9 @@ TEST_F(DataLoader, RankSlicesPartitionEachGlobalBatch) {
           expect_content(part);
           EXPECT_EQ(part.global_size, global[b].global_size);
           EXPECT_EQ(part.sample_offset, int64_t(joined.size())) << "w=" << w << " r=" << r;
-          if (drop_last) EXPECT_EQ(part.size, g / w);
+          if (drop_last) {
+            EXPECT_EQ(part.size, g / w);
+          }
           joined.insert(joined.end(), part.samples.begin(), part.samples.end());
         }
         EXPECT_EQ(joined, global[b].samples) << "world " << w << " batch " << b;

@@ -1,6 +1,8 @@
 // schedule_lr: warmup ramp, cosine midpoint and end, clamping past the end.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "optim/schedule.h"
 
 namespace shardtrain {
