@@ -83,6 +83,8 @@ class Backend {
   virtual void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner) = 0;
   // db[c] = sum over o, i of dy[o, c, i].
   virtual void bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner) = 0;
+  // y [b, a, inner] from x [a, b, inner]: y[j, i, :] = x[i, j, :] (x and y must not overlap).
+  virtual void swap_outer_axes(const float* x, float* y, int64_t a, int64_t b, int64_t inner) = 0;
 
   // ---- elementwise
   virtual void activation_forward(Activation act, const float* x, float* y, int64_t n) = 0;
@@ -92,11 +94,13 @@ class Backend {
   virtual void dropout(const float* x, float* y, int64_t n, float p, DropoutKey key) = 0;
   virtual void scale(float* x, int64_t n, float alpha) = 0;  // x *= alpha
 
-  // ---- convolution and pooling (one sample / whole batch as the geometry says)
-  // cols [col_rows, col_cols] from x [C, H, W].
-  virtual void im2col(const float* x, const ConvGeometry& g, float* cols) = 0;
-  // dx [C, H, W] = sum of cols scattered back (overwrites dx).
-  virtual void col2im(const float* cols, const ConvGeometry& g, float* dx) = 0;
+  // ---- convolution and pooling (`batch` samples of ConvGeometry / the whole PoolGeometry)
+  // cols [col_rows, batch * col_cols] from x [batch, C, H, W]: sample n owns columns
+  // [n * col_cols, (n + 1) * col_cols), so a whole batch convolves in one GEMM.
+  virtual void im2col(const float* x, const ConvGeometry& g, int64_t batch, float* cols) = 0;
+  // dx [batch, C, H, W] = sum of cols [col_rows, batch * col_cols] scattered back
+  // (overwrites dx; the exact adjoint of im2col).
+  virtual void col2im(const float* cols, const ConvGeometry& g, int64_t batch, float* dx) = 0;
   // argmax[i] = flat index into the sample-channel plane of the max (first on ties).
   virtual void maxpool2d_forward(const float* x, const PoolGeometry& g, float* y, int32_t* argmax) = 0;
   virtual void maxpool2d_backward(const float* dy, const int32_t* argmax, const PoolGeometry& g, float* dx) = 0;

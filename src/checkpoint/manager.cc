@@ -92,9 +92,7 @@ Status CheckpointManager::save(const CheckpointData& data) {
   if (ec) return Status::Internal(dir_ + ": cannot create checkpoint directory: " + ec.message());
   const std::string name = file_name(data.step);
   const std::string final_path = path(name);
-  struct stat st;
-  if (::lstat(final_path.c_str(), &st) == 0)
-    return Status::FailedPrecondition(final_path + ": already exists; refusing to overwrite a checkpoint");
+  RETURN_IF_ERROR(move_aside_if_unreadable(final_path));
   remove_stale_temps();
 
   const std::string tmp = final_path + temp_suffix();
@@ -112,6 +110,23 @@ Status CheckpointManager::save(const CheckpointData& data) {
 
 // fsync the finished temp file, move it to its final name without ever replacing an
 // existing file, and make the rename durable.
+// A file already at this step's name is either a valid checkpoint (never replaced: the
+// caller is about to lose data, so refuse) or one that --resume auto skipped because it
+// is truncated or corrupt; that one is renamed to NAME.corrupt[.K], kept for inspection.
+Status CheckpointManager::move_aside_if_unreadable(const std::string& final_path) const {
+  struct stat st;
+  if (::lstat(final_path.c_str(), &st) != 0) return Status::Ok();
+  auto existing = checkpoint_read(final_path);
+  if (existing.ok())
+    return Status::FailedPrecondition(final_path + ": already exists; refusing to overwrite a checkpoint");
+  std::string aside = final_path + ".corrupt";
+  for (int k = 1; ::lstat(aside.c_str(), &st) == 0; ++k) aside = final_path + ".corrupt." + std::to_string(k);
+  if (::rename(final_path.c_str(), aside.c_str()) != 0)
+    return Status::Internal("cannot move unreadable " + final_path + " aside: " + std::strerror(errno));
+  log_warn("moved unreadable " + final_path + " to " + aside + " (" + existing.status().message() + ")");
+  return Status::Ok();
+}
+
 Status CheckpointManager::publish(const std::string& tmp, const std::string& final_path) {
   RETURN_IF_ERROR(fsync_path(tmp, false));
   // RENAME_NOREPLACE closes the gap between the exists-check in save() and here; file

@@ -31,7 +31,8 @@ class CheckpointManager {
   CheckpointManager(std::string dir, int keep_last);
 
   // Saves data as dir/file_name(data.step): creates dir if needed; FailedPrecondition if
-  // that file already exists (it is left untouched); then points `latest` at it, removes
+  // a valid checkpoint already has that name (it is left untouched), while an unreadable
+  // one there (skipped by --resume auto) is renamed to NAME.corrupt; then points `latest` at it, removes
   // the oldest checkpoints beyond keep_last (never the one just written) and stale temp
   // files of other processes. Failures after the file is in place (pruning) are logged
   // as warnings, not returned: the checkpoint itself is safe.
@@ -52,6 +53,7 @@ class CheckpointManager {
 
  private:
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
+  Status move_aside_if_unreadable(const std::string& final_path) const;
   Status publish(const std::string& tmp, const std::string& final_path);
   Status update_latest(const std::string& name);
   void remove_stale_temps() const;

@@ -42,33 +42,38 @@ StatusOr<Loaded> load(const config::JobConfig& cfg, const std::string& ckpt_path
   return l;
 }
 
+int eval(MpiRuntime& rt, int argc, char** argv) {
+  auto args = Args::parse(kEvalSpec, argc, argv);
+  if (!args.ok()) return rt.report_agreed(args.status(), kExitUsage);
+  if (args->help()) {
+    if (rt.is_root()) std::printf("%s", kEvalSpec.usage().c_str());
+    return 0;
+  }
+  if (!args->has("checkpoint"))
+    return rt.report_agreed(Status::InvalidArgument("--checkpoint PATH is required (see shardtrain eval --help)"),
+                            kExitUsage);
+  auto cfg = load_config(args->positional(0), args->get_all("set"));
+  Status st = agree_on_status(rt.comm(), cfg.status());
+  if (!st.ok()) return rt.report_agreed(st, kExitUsage);
+
+  const std::string ckpt_path = args->get("checkpoint");
+  auto loaded = load(cfg.value(), ckpt_path, rt.topology());
+  st = agree_on_status(rt.comm(), loaded.status());
+  if (!st.ok()) return rt.report_agreed(st, exit_code_for(st));
+
+  auto result = evaluate(*loaded->model, *loaded->test, rt.comm());
+  if (!result.ok()) rt.exit_local(result.status(), kExitFailure);
+  if (rt.is_root())
+    std::printf("%s: test loss %.4f, test accuracy %.2f%% (%lld samples)\n", ckpt_path.c_str(), result->loss,
+                100 * result->accuracy, static_cast<long long>(result->samples));
+  return 0;
+}
+
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
-  auto rt = MpiRuntime::init_or_exit(&argc, &argv);
-  auto args = Args::parse(kEvalSpec, argc, argv);
-  if (!args.ok()) rt->exit_agreed(args.status(), kExitUsage);
-  if (args->help()) {
-    if (rt->is_root()) std::printf("%s", kEvalSpec.usage().c_str());
-    rt->exit_ok();
-  }
-  if (!args->has("checkpoint"))
-    rt->exit_agreed(Status::InvalidArgument("--checkpoint PATH is required (see shardtrain eval --help)"), kExitUsage);
-  auto cfg = load_config(args->positional(0), args->get_all("set"));
-  Status st = agree_on_status(rt->comm(), cfg.status());
-  if (!st.ok()) rt->exit_agreed(st, kExitUsage);
-
-  const std::string ckpt_path = args->get("checkpoint");
-  auto loaded = load(cfg.value(), ckpt_path, rt->topology());
-  st = agree_on_status(rt->comm(), loaded.status());
-  if (!st.ok()) rt->exit_agreed(st, exit_code_for(st));
-
-  auto result = evaluate(*loaded->model, *loaded->test, rt->comm());
-  if (!result.ok()) rt->exit_local(result.status(), kExitFailure);
-  if (rt->is_root())
-    std::printf("%s: test loss %.4f, test accuracy %.2f%% (%lld samples)\n", ckpt_path.c_str(), result->loss,
-                100 * result->accuracy, static_cast<long long>(result->samples));
-  rt->exit_ok();
+  auto rt = MpiRuntime::init_or_exit(&argc, &argv);  // outlives everything eval() makes
+  return eval(*rt, argc, argv);
 }
 
 }  // namespace shardtrain

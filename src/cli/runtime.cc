@@ -38,30 +38,18 @@ MpiRuntime::~MpiRuntime() {
   if (!finalized) MPI_Finalize();
 }
 
-void MpiRuntime::exit_ok() {
-  std::fflush(stdout);
-  MPI_Finalize();
-  std::exit(0);
-}
-
-void MpiRuntime::exit_agreed(const Status& s, int code) {
+int MpiRuntime::report_agreed(const Status& s, int code) {
   if (is_root()) {
     log_set_rank(-1, 1);  // the line speaks for every rank: no "[rank 0]" prefix
     log_error(s.message());
   }
-  std::fflush(stdout);
-  MPI_Finalize();
-  std::exit(code);
+  return code;
 }
 
 void MpiRuntime::exit_local(const Status& s, int code) {
   log_error(s.message());
   std::fflush(stdout);
-  if (topo_.world_size == 1) {
-    MPI_Finalize();
-    std::exit(code);
-  }
-  comm_->abort(code);
+  comm_->abort(code);  // also for one rank: no clean shutdown is possible mid-failure
 }
 
 }  // namespace shardtrain

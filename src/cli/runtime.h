@@ -1,11 +1,13 @@
 // The MPI process lifetime and the exit policy of subcommands that run under mpirun.
 //
 // Two ways to fail, and both end every rank with a non-zero code and no hang:
-//   exit_agreed(): every rank holds the same error (setup errors after agree_on_status,
-//                  usage errors): rank 0 prints the one line, every rank finalizes and
-//                  exits with the same code;
-//   exit_local():  the error is this rank's alone (others may be inside a collective):
-//                  print it with the rank and MPI_Abort the whole job.
+//   report_agreed(): every rank holds the same error (setup errors after agree_on_status,
+//                    usage errors): rank 0 prints the one line and every rank returns the
+//                    same code up to main, destroying everything on the way (the data
+//                    loader's prefetch thread must be joined before HDF5 and MPI shut down);
+//   exit_local():    the error is this rank's alone (others may be inside a collective):
+//                    print it with the rank and MPI_Abort the whole job.
+// The runtime's destructor calls MPI_Finalize, so it must outlive every other object.
 #pragma once
 
 #include <memory>
@@ -32,8 +34,8 @@ class MpiRuntime {
   Communicator& comm() { return *comm_; }
   bool is_root() const { return topo_.rank == 0; }
 
-  [[noreturn]] void exit_ok();
-  [[noreturn]] void exit_agreed(const Status& s, int code);
+  // Prints `s` once (rank 0) and returns `code` for the caller to return.
+  int report_agreed(const Status& s, int code);
   [[noreturn]] void exit_local(const Status& s, int code);
 
  private:

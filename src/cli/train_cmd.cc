@@ -33,35 +33,39 @@ std::string default_run_dir(const std::string& config_path) {
   return "runs/" + base;
 }
 
-}  // namespace
-
-int cmd_train(int argc, char** argv) {
-  auto rt = MpiRuntime::init_or_exit(&argc, &argv);
+// Everything but the runtime lives in here, so it is destroyed (threads joined) before
+// the runtime finalizes MPI.
+int train(MpiRuntime& rt, int argc, char** argv) {
   auto args = Args::parse(kTrainSpec, argc, argv);
-  if (!args.ok()) rt->exit_agreed(args.status(), kExitUsage);  // same argv on every rank
+  if (!args.ok()) return rt.report_agreed(args.status(), kExitUsage);  // same argv on every rank
   if (args->help()) {
-    if (rt->is_root()) std::printf("%s", kTrainSpec.usage().c_str());
-    rt->exit_ok();
+    if (rt.is_root()) std::printf("%s", kTrainSpec.usage().c_str());
+    return 0;
   }
   const std::string config_path = args->positional(0);
   auto cfg = load_config(config_path, args->get_all("set"));
-  Status st = agree_on_status(rt->comm(), cfg.status());
-  if (!st.ok()) rt->exit_agreed(st, kExitUsage);
+  Status st = agree_on_status(rt.comm(), cfg.status());
+  if (!st.ok()) return rt.report_agreed(st, kExitUsage);
 
   TrainerOptions opts;
   opts.run_dir = args->get("run-dir", default_run_dir(config_path));
   opts.resume = args->get("resume");
-  auto trainer = Trainer::create(cfg.value(), opts, rt->topology(), rt->comm());
-  st = agree_on_status(rt->comm(), trainer.status());
-  if (!st.ok()) rt->exit_agreed(st, exit_code_for(st));
+  auto trainer = Trainer::create(cfg.value(), opts, rt.topology(), rt.comm());
+  st = agree_on_status(rt.comm(), trainer.status());
+  if (!st.ok()) return rt.report_agreed(st, exit_code_for(st));
 
   bool all_ranks = false;
   st = trainer.value()->run(&all_ranks);
-  if (!st.ok()) {
-    if (all_ranks) rt->exit_agreed(st, exit_code_for(st));
-    rt->exit_local(st, exit_code_for(st));
-  }
-  rt->exit_ok();
+  if (st.ok()) return 0;
+  if (!all_ranks) rt.exit_local(st, exit_code_for(st));
+  return rt.report_agreed(st, exit_code_for(st));
+}
+
+}  // namespace
+
+int cmd_train(int argc, char** argv) {
+  auto rt = MpiRuntime::init_or_exit(&argc, &argv);
+  return train(*rt, argc, argv);
 }
 
 }  // namespace shardtrain

@@ -1,5 +1,7 @@
 #include "layers/conv2d.h"
 
+#include <algorithm>
+
 namespace shardtrain {
 
 StatusOr<Shape> Conv2dLayer::configure(const Shape& in) {
@@ -21,43 +23,67 @@ std::vector<ParamSpec> Conv2dLayer::param_specs() const {
   return specs;
 }
 
+namespace {
+// Columns per GEMM: samples are processed in chunks of about this many output pixels, so
+// a chunk's dy / output and dcols stay in L2 while each GEMM is still wide (measured on
+// fashion_cnn: 2048 beat both 1024 and the whole batch at once).
+constexpr int64_t kChunkCols = 2048;
+}  // namespace
+
+int64_t Conv2dLayer::chunk_samples() const { return std::max<int64_t>(1, kChunkCols / g_.col_cols()); }
+
 void Conv2dLayer::forward(const ForwardContext&, const Tensor& x, Tensor& y) {
-  const int64_t n = x.dim(0), rows = g_.col_rows(), hw = g_.col_cols();
+  const int64_t n = x.dim(0), rows = g_.col_rows(), hw = g_.col_cols(), chunk = chunk_samples();
   const int64_t in_sz = g_.channels * g_.height * g_.width, out_sz = out_ * hw;
-  float* cols = cols_.get(be_, n * rows * hw).f32();
-  for (int64_t i = 0; i < n; ++i) {
-    float* c = cols + i * rows * hw;
-    be_.im2col(x.f32() + i * in_sz, g_, c);
-    // y_i[K, HW] = W[K, rows] * cols_i[rows, HW]
-    be_.gemm(GemmOp::kNoTrans, GemmOp::kNoTrans, out_, hw, rows, 1.0f, params_[0].f32(), c, 0.0f,
-             y.f32() + i * out_sz);
+  float* cols = cols_.get(be_, rows * n * hw).f32();
+  float* yt = yt_.get(be_, out_ * std::min(n, chunk) * hw).f32();
+  for (int64_t n0 = 0; n0 < n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, n - n0);
+    float* c = cols + n0 * rows * hw;  // this chunk's [rows, nb*HW] block
+    be_.im2col(x.f32() + n0 * in_sz, g_, nb, c);
+    // yt[K, nb*HW] = W[K, rows] * c[rows, nb*HW], then y[nb, K, HW] = yt[K, nb, HW] swapped.
+    be_.gemm(GemmOp::kNoTrans, GemmOp::kNoTrans, out_, nb * hw, rows, 1.0f, params_[0].f32(), c, 0.0f, yt);
+    if (bias_) be_.bias_add(yt, params_[1].f32(), 1, out_, nb * hw);  // while yt is in cache
+    be_.swap_outer_axes(yt, y.f32() + n0 * out_sz, out_, nb, hw);
   }
-  if (bias_) be_.bias_add(y.f32(), params_[1].f32(), n, out_, hw);
   cols_for_ = x.f32();
   cols_batch_ = n;
 }
 
 void Conv2dLayer::backward(const ForwardContext&, const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
-  const int64_t n = x.dim(0), rows = g_.col_rows(), hw = g_.col_cols();
+  const int64_t n = x.dim(0), rows = g_.col_rows(), hw = g_.col_cols(), chunk = chunk_samples();
   const int64_t in_sz = g_.channels * g_.height * g_.width, out_sz = out_ * hw;
   const bool have_cols = cols_for_ == x.f32() && cols_batch_ == n;
-  float* cols = cols_.get(be_, n * rows * hw).f32();
-  if (bias_) be_.bias_grad(dy.f32(), grads_[1].f32(), n, out_, hw);
-  float* dcols = dx ? dcols_.get(be_, rows * hw).f32() : nullptr;
-  for (int64_t i = 0; i < n; ++i) {
-    float* c = cols + i * rows * hw;
-    if (!have_cols) be_.im2col(x.f32() + i * in_sz, g_, c);
-    const float* dy_i = dy.f32() + i * out_sz;
-    // dW[K, rows] (+)= dy_i[K, HW] * cols_i[rows, HW]^T; the first sample overwrites.
-    be_.gemm(GemmOp::kNoTrans, GemmOp::kTrans, out_, rows, hw, 1.0f, dy_i, c, i == 0 ? 0.0f : 1.0f,
-             grads_[0].f32());
+  float* cols = cols_.get(be_, rows * n * hw).f32();
+  float* dyt = yt_.get(be_, out_ * std::min(n, chunk) * hw).f32();
+  float* dcols = dx ? dcols_.get(be_, rows * std::min(n, chunk) * hw).f32() : nullptr;
+  const float* ones = nullptr;
+  if (bias_) {
+    Tensor& t = ones_.get(be_, std::min(n, chunk) * hw);
+    be_.fill(t, 1.0f);
+    ones = t.f32();
+  }
+  for (int64_t n0 = 0; n0 < n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, n - n0);
+    float* c = cols + n0 * rows * hw;
+    if (!have_cols) be_.im2col(x.f32() + n0 * in_sz, g_, nb, c);
+    be_.swap_outer_axes(dy.f32() + n0 * out_sz, dyt, nb, out_, hw);  // dyt[K, nb*HW]
+    // dW[K, rows] (+)= dyt[K, nb*HW] * c[rows, nb*HW]^T; the first chunk overwrites, and
+    // chunks always add in the same order.
+    const float beta = n0 == 0 ? 0.0f : 1.0f;
+    be_.gemm(GemmOp::kNoTrans, GemmOp::kTrans, out_, rows, nb * hw, 1.0f, dyt, c, beta, grads_[0].f32());
+    // db[K] (+)= dyt[K, nb*HW] * ones[nb*HW], from the chunk while it is in cache.
+    if (bias_) be_.gemm(GemmOp::kNoTrans, GemmOp::kNoTrans, out_, 1, nb * hw, 1.0f, dyt, ones, beta, grads_[1].f32());
     if (dx) {
-      // dcols[rows, HW] = W[K, rows]^T * dy_i[K, HW], scattered back by col2im.
-      be_.gemm(GemmOp::kTrans, GemmOp::kNoTrans, rows, hw, out_, 1.0f, params_[0].f32(), dy_i, 0.0f, dcols);
-      be_.col2im(dcols, g_, dx->f32() + i * in_sz);
+      // dcols[rows, nb*HW] = W[K, rows]^T * dyt[K, nb*HW], scattered back by col2im.
+      be_.gemm(GemmOp::kTrans, GemmOp::kNoTrans, rows, nb * hw, out_, 1.0f, params_[0].f32(), dyt, 0.0f, dcols);
+      be_.col2im(dcols, g_, nb, dx->f32() + n0 * in_sz);
     }
   }
-  if (n == 0) be_.fill(grads_[0], 0.0f);
+  if (n == 0) {
+    be_.fill(grads_[0], 0.0f);
+    if (bias_) be_.fill(grads_[1], 0.0f);
+  }
   cols_for_ = x.f32();
   cols_batch_ = n;
 }

@@ -1,10 +1,14 @@
 // Conv2d: [C, H, W] -> [K, Ho, Wo] with a square kernel, as torch.nn.Conv2d
 // (weight [K, C, k, k], bias [K]).
 //
-// Forward lowers each sample with im2col into a per-batch column buffer and runs one GEMM
-// per sample straight into that sample's output slice. The columns are kept for backward
-// (dW = sum_n dy_n cols_n^T) so im2col runs once per step; backward recomputes them only
-// if it is handed a different input than the last forward saw.
+// Forward lowers the batch with im2col in chunks of samples (about kChunkCols output
+// pixels each): one [C*k*k, nb*Ho*Wo] column block and one GEMM into [K, nb*Ho*Wo] per
+// chunk, swapped into the [N, K, Ho*Wo] output. A wide GEMM runs much faster than N thin
+// per-sample ones, and chunking keeps its operands in cache. Backward swaps each chunk of
+// dy the other way and runs one GEMM for dW, one (against a ones vector) for db and one
+// for the input columns (then col2im); dW and db accumulate over chunks in a fixed order.
+// The columns are kept for backward so im2col runs once per step; backward recomputes
+// them only if it is handed a different input than the last forward saw.
 #pragma once
 
 #include "layers/layer.h"
@@ -27,11 +31,15 @@ class Conv2dLayer final : public Layer {
   void backward(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
 
  private:
+  int64_t chunk_samples() const;  // samples per im2col + GEMM chunk
+
   int64_t out_, kernel_, stride_, padding_;
   bool bias_;
   ConvGeometry g_{};
-  ScratchBuffer cols_;   // [N, col_rows, col_cols] from the last forward
-  ScratchBuffer dcols_;  // [col_rows, col_cols], one sample at a time in backward
+  ScratchBuffer cols_;   // [col_rows, nb * col_cols] per chunk of nb samples, from the last forward
+  ScratchBuffer yt_;     // [K, nb * col_cols]: one chunk's output / dy, channel-major
+  ScratchBuffer dcols_;  // [col_rows, nb * col_cols]: one chunk's input-column gradients
+  ScratchBuffer ones_;   // [nb * col_cols] of 1.0f: the bias gradient is dyt * ones
   const float* cols_for_ = nullptr;  // input the columns were built from
   int64_t cols_batch_ = 0;
 };

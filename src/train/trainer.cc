@@ -74,22 +74,23 @@ Status Trainer::setup() {
   const std::string ckpt_dir = opts_.run_dir + "/" + cfg_.checkpoint().dir();
   ckpt_ = std::make_unique<CheckpointManager>(ckpt_dir, cfg_.checkpoint().keep_last());
   std::string resume_path;
+  CheckpointData ckpt;
   if (opts_.resume.empty()) {
     if (ckpt_->has_checkpoints())
       return Status::FailedPrecondition(ckpt_dir + " already holds checkpoints (newest " + ckpt_->list().front() +
                                         "): pass --resume auto to continue that run, or choose another --run-dir");
   } else if (opts_.resume == "auto") {
-    auto found = ckpt_->find_latest_valid();
+    auto found = ckpt_->find_latest_valid(&ckpt);  // skips (and warns about) corrupt ones
     if (found.ok()) resume_path = found.value();
     else if (found.status().code() != StatusCode::kNotFound) return found.status();
   } else {
     resume_path = opts_.resume;
+    ASSIGN_OR_RETURN(ckpt, checkpoint_read(resume_path));
   }
 
   if (resume_path.empty()) {
     model_->init_params(cfg_.train().seed());
   } else {
-    ASSIGN_OR_RETURN(CheckpointData ckpt, checkpoint_read(resume_path));
     ASSIGN_OR_RETURN(progress_, checkpoint_restore(resume_path, ckpt, *model_, opt_.get()));
     if (progress_.step > total_steps_)
       return Status::InvalidArgument(resume_path + " is at step " + std::to_string(progress_.step) +

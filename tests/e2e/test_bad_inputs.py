@@ -105,12 +105,12 @@ class BadInputTest(unittest.TestCase):
                 f.create_dataset(f"{split}/images", data=np.zeros((100, 28), np.uint8))
                 f.create_dataset(f"{split}/labels", data=np.zeros((99,), np.uint8))
         self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--set", "data.path=" + p,
-                       "--run-dir", os.path.join(self.tmp, "r9")], None, "badshape.h5", "labels")
+                       "--run-dir", os.path.join(self.tmp, "r9")], None, "badshape.h5", "/train/images", "[100, 28]")
 
     # ---- checkpoints
     def corrupt_copy(self, how):
-        d = os.path.join(self.tmp, "corrupt_" + how)
-        shutil.copytree(self.run_dir, d)
+        d = os.path.join(tempfile.mkdtemp(prefix="corrupt_" + how + "_", dir=self.tmp), "run")
+        shutil.copytree(self.run_dir, d, symlinks=True)
         ckpts = sorted(os.listdir(os.path.join(d, "checkpoints")))
         newest = os.path.join(d, "checkpoints", [c for c in ckpts if c.startswith("ckpt-")][-1])
         size = os.path.getsize(newest)
@@ -142,6 +142,9 @@ class BadInputTest(unittest.TestCase):
         self.assertIn("skipping", r.stderr)
         self.assertIn("resuming from", r.stderr)
         self.assertIn("at step 10", r.stderr)
+        # The unreadable step-20 file was moved aside (kept), not overwritten.
+        self.assertTrue(os.path.exists(newest + ".corrupt"))
+        self.assertEqual(st.read_checkpoint(newest)["meta"]["step"], 20)
 
     def test_checkpoint_tensor_mismatch_names_tensor_and_shapes(self):
         p = self.write("wider.pbtxt", self.good_config_text().replace("out_features: 32", "out_features: 64"))

@@ -1,4 +1,4 @@
-// CpuBackend: memory, GEMM (OpenBLAS), bias, elementwise ops and dropout.
+// CpuBackend: memory, GEMM (OpenBLAS), bias, axis swaps, elementwise ops and dropout.
 //
 // Loops are OpenMP `parallel for` with static schedules. Nothing here reduces across
 // threads except bias_grad, which gives each channel to exactly one thread and sums it in
@@ -95,6 +95,15 @@ void CpuBackend::bias_grad(const float* dy, float* db, int64_t outer, int64_t ch
       for (int64_t i = 0; i < inner; ++i) acc += row[i];
     }
     db[c] = static_cast<float>(acc);
+  }
+}
+
+void CpuBackend::swap_outer_axes(const float* x, float* y, int64_t a, int64_t b, int64_t inner) {
+  // Each (i, j) block is one contiguous row copy; every y block is written by one thread.
+#pragma omp parallel for schedule(static)
+  for (int64_t ij = 0; ij < a * b; ++ij) {
+    const int64_t i = ij / b, j = ij % b;
+    std::memcpy(y + (j * a + i) * inner, x + ij * inner, inner * sizeof(float));
   }
 }
 

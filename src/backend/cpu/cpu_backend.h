@@ -25,6 +25,7 @@ class CpuBackend final : public Backend {
             const float* b, float beta, float* c) override;
   void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner) override;
   void bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner) override;
+  void swap_outer_axes(const float* x, float* y, int64_t a, int64_t b, int64_t inner) override;
 
   void activation_forward(Activation act, const float* x, float* y, int64_t n) override;
   void activation_backward(Activation act, const float* x, const float* dy, float* dx, int64_t n) override;
@@ -32,8 +33,8 @@ class CpuBackend final : public Backend {
   void scale(float* x, int64_t n, float alpha) override;
 
   // cpu_conv.cc
-  void im2col(const float* x, const ConvGeometry& g, float* cols) override;
-  void col2im(const float* cols, const ConvGeometry& g, float* dx) override;
+  void im2col(const float* x, const ConvGeometry& g, int64_t batch, float* cols) override;
+  void col2im(const float* cols, const ConvGeometry& g, int64_t batch, float* dx) override;
   void maxpool2d_forward(const float* x, const PoolGeometry& g, float* y, int32_t* argmax) override;
   void maxpool2d_backward(const float* dy, const int32_t* argmax, const PoolGeometry& g, float* dx) override;
 

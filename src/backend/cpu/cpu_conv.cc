@@ -1,11 +1,13 @@
 // CpuBackend: im2col / col2im for convolution and 2-D max pooling.
 //
-// im2col lays one sample out as cols[(c, kh, kw), (oh, ow)] so a convolution is one GEMM
-// W[K, C*k*k] x cols. For each (c, kh, kw) row the range of output columns whose input
-// pixel is inside the image is computed up front, so the inner loop has no bounds checks
-// (and is a plain copy for stride 1). col2im is the exact adjoint: it scatters with +=.
-// Every output element is written by exactly one thread (rows for im2col, channel planes
-// for col2im and pooling), so there are no races and no order-dependent sums.
+// im2col lays a batch out as cols[(c, kh, kw), (n, oh, ow)] so the whole batch convolves
+// in one GEMM W[K, C*k*k] x cols: per-sample GEMMs are too thin (n = Ho*Wo ~ 200) for
+// OpenBLAS to reach its full rate. For each (c, kh, kw) row the range of output columns
+// whose input pixel is inside the image is computed up front, so the inner loop has no
+// bounds checks (and is a plain copy for stride 1). col2im is the exact adjoint: it
+// scatters with +=. Every output element is written by exactly one thread ((row, sample)
+// segments for im2col, (sample, channel) planes for col2im and pooling), so there are no
+// races and no order-dependent sums.
 #include <algorithm>
 #include <cstring>
 
@@ -27,13 +29,16 @@ inline void valid_range(int64_t size, int64_t out, int64_t stride, int64_t pad, 
 
 }  // namespace
 
-void CpuBackend::im2col(const float* x, const ConvGeometry& g, float* cols) {
-  const int64_t k = g.kernel, ho = g.out_height, wo = g.out_width, hw = ho * wo;
+void CpuBackend::im2col(const float* x, const ConvGeometry& g, int64_t batch, float* cols) {
+  const int64_t k = g.kernel, ho = g.out_height, wo = g.out_width, hw = ho * wo, rows = g.col_rows();
+  const int64_t in_sz = g.channels * g.height * g.width, ld = batch * hw;
+  // One work item per (row, sample): a contiguous hw-long segment of one cols row.
 #pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < g.col_rows(); ++row) {
+  for (int64_t item = 0; item < rows * batch; ++item) {
+    const int64_t row = item / batch, n = item % batch;
     const int64_t c = row / (k * k), kh = (row / k) % k, kw = row % k;
-    const float* plane = x + c * g.height * g.width;
-    float* out = cols + row * hw;
+    const float* plane = x + n * in_sz + c * g.height * g.width;
+    float* out = cols + row * ld + n * hw;
     int64_t oh_lo, oh_hi, ow_lo, ow_hi;
     valid_range(g.height, ho, g.stride, g.padding, kh, &oh_lo, &oh_hi);
     valid_range(g.width, wo, g.stride, g.padding, kw, &ow_lo, &ow_hi);
@@ -43,8 +48,9 @@ void CpuBackend::im2col(const float* x, const ConvGeometry& g, float* cols) {
       const float* in = plane + (oh * g.stride - g.padding + kh) * g.width;
       const int64_t iw0 = ow_lo * g.stride - g.padding + kw;
       std::fill(o, o + ow_lo, 0.0f);
-      if (g.stride == 1) {
-        std::memcpy(o + ow_lo, in + iw0, (ow_hi - ow_lo) * sizeof(float));
+      if (g.stride == 1) {  // rows are short (Wo ~ 14-28): an inlined loop beats memcpy
+        const float* src = in + iw0 - ow_lo;
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) o[ow] = src[ow];
       } else {
         for (int64_t ow = ow_lo; ow < ow_hi; ++ow) o[ow] = in[iw0 + (ow - ow_lo) * g.stride];
       }
@@ -54,12 +60,15 @@ void CpuBackend::im2col(const float* x, const ConvGeometry& g, float* cols) {
   }
 }
 
-void CpuBackend::col2im(const float* cols, const ConvGeometry& g, float* dx) {
+void CpuBackend::col2im(const float* cols, const ConvGeometry& g, int64_t batch, float* dx) {
   const int64_t k = g.kernel, ho = g.out_height, wo = g.out_width, hw = ho * wo;
-  // One thread per input channel: the k*k rows of a channel all scatter into its plane.
+  const int64_t ld = batch * hw;
+  // One thread per (sample, channel) plane: the k*k rows of a channel all scatter into it,
+  // always in (kh, kw, oh, ow) order.
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < g.channels; ++c) {
-    float* plane = dx + c * g.height * g.width;
+  for (int64_t nc = 0; nc < batch * g.channels; ++nc) {
+    const int64_t n = nc / g.channels, c = nc % g.channels;
+    float* plane = dx + nc * g.height * g.width;
     std::memset(plane, 0, g.height * g.width * sizeof(float));
     for (int64_t kh = 0; kh < k; ++kh) {
       int64_t oh_lo, oh_hi;
@@ -67,11 +76,16 @@ void CpuBackend::col2im(const float* cols, const ConvGeometry& g, float* dx) {
       for (int64_t kw = 0; kw < k; ++kw) {
         int64_t ow_lo, ow_hi;
         valid_range(g.width, wo, g.stride, g.padding, kw, &ow_lo, &ow_hi);
-        const float* src = cols + ((c * k + kh) * k + kw) * hw;
+        const float* src = cols + ((c * k + kh) * k + kw) * ld + n * hw;
         for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
           float* in = plane + (oh * g.stride - g.padding + kh) * g.width;
           const float* s = src + oh * wo;
-          for (int64_t ow = ow_lo; ow < ow_hi; ++ow) in[ow * g.stride - g.padding + kw] += s[ow];
+          if (g.stride == 1) {  // contiguous: vectorizes
+            float* d = in - g.padding + kw;
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] += s[ow];
+          } else {
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) in[ow * g.stride - g.padding + kw] += s[ow];
+          }
         }
       }
     }

@@ -1,6 +1,7 @@
 // CpuBackend memory, GEMM, bias and activation primitives against naive loops.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -93,6 +94,20 @@ TEST(CpuBackend, BiasAddAndGrad) {
   std::vector<float> db(ch, 99.0f);
   be.bias_grad(y0.data(), db.data(), outer, ch, inner);
   for (int64_t c = 0; c < ch; ++c) EXPECT_NEAR(db[c], ref[c], 1e-5);
+}
+
+TEST(CpuBackend, SwapOuterAxesMatchesNaive) {
+  CpuBackend be(2);
+  for (auto [a, b, inner] : {std::array<int64_t, 3>{3, 5, 7}, {1, 4, 2}, {4, 1, 3}, {2, 3, 1}}) {
+    auto x = rnd(a * b * inner, 9);
+    std::vector<float> y(a * b * inner, 42.0f), back(a * b * inner, 42.0f);
+    be.swap_outer_axes(x.data(), y.data(), a, b, inner);
+    for (int64_t i = 0; i < a; ++i)
+      for (int64_t j = 0; j < b; ++j)
+        for (int64_t t = 0; t < inner; ++t) ASSERT_EQ(y[(j * a + i) * inner + t], x[(i * b + j) * inner + t]);
+    be.swap_outer_axes(y.data(), back.data(), b, a, inner);  // swapping twice is the identity
+    EXPECT_EQ(back, x);
+  }
 }
 
 TEST(CpuBackend, ActivationValues) {

@@ -1,6 +1,8 @@
 // im2col / col2im and max pooling against naive loops.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
@@ -25,23 +27,28 @@ const ConvGeometry kGeometries[] = {
     geom(2, 4, 4, 3, 3, 2), geom(1, 3, 3, 3, 1, 0), geom(2, 8, 9, 5, 2, 2),
 };
 
+// Batch sizes 1 and 3: sample n owns columns [n * col_cols, (n + 1) * col_cols).
 TEST(CpuBackendConv, Im2colMatchesNaive) {
   CpuBackend be(2);
   for (const ConvGeometry& g : kGeometries) {
-    auto x = rnd(g.channels * g.height * g.width, 1);
-    std::vector<float> cols(g.col_rows() * g.col_cols(), 42.0f);
-    be.im2col(x.data(), g, cols.data());
-    for (int64_t c = 0; c < g.channels; ++c)
-      for (int64_t kh = 0; kh < g.kernel; ++kh)
-        for (int64_t kw = 0; kw < g.kernel; ++kw)
-          for (int64_t oh = 0; oh < g.out_height; ++oh)
-            for (int64_t ow = 0; ow < g.out_width; ++ow) {
-              const int64_t ih = oh * g.stride - g.padding + kh, iw = ow * g.stride - g.padding + kw;
-              const bool in = ih >= 0 && ih < g.height && iw >= 0 && iw < g.width;
-              const float ref = in ? x[(c * g.height + ih) * g.width + iw] : 0.0f;
-              const int64_t row = (c * g.kernel + kh) * g.kernel + kw;
-              ASSERT_EQ(cols[row * g.col_cols() + oh * g.out_width + ow], ref);
-            }
+    for (int64_t batch : {1, 3}) {
+      const int64_t in_sz = g.channels * g.height * g.width, ld = batch * g.col_cols();
+      auto x = rnd(batch * in_sz, 1);
+      std::vector<float> cols(g.col_rows() * ld, 42.0f);
+      be.im2col(x.data(), g, batch, cols.data());
+      for (int64_t n = 0; n < batch; ++n)
+        for (int64_t c = 0; c < g.channels; ++c)
+          for (int64_t kh = 0; kh < g.kernel; ++kh)
+            for (int64_t kw = 0; kw < g.kernel; ++kw)
+              for (int64_t oh = 0; oh < g.out_height; ++oh)
+                for (int64_t ow = 0; ow < g.out_width; ++ow) {
+                  const int64_t ih = oh * g.stride - g.padding + kh, iw = ow * g.stride - g.padding + kw;
+                  const bool in = ih >= 0 && ih < g.height && iw >= 0 && iw < g.width;
+                  const float ref = in ? x[n * in_sz + (c * g.height + ih) * g.width + iw] : 0.0f;
+                  const int64_t row = (c * g.kernel + kh) * g.kernel + kw;
+                  ASSERT_EQ(cols[row * ld + n * g.col_cols() + oh * g.out_width + ow], ref);
+                }
+    }
   }
 }
 
@@ -49,15 +56,36 @@ TEST(CpuBackendConv, Im2colMatchesNaive) {
 TEST(CpuBackendConv, Col2imIsAdjointOfIm2col) {
   CpuBackend be(2);
   for (const ConvGeometry& g : kGeometries) {
-    const int64_t nx = g.channels * g.height * g.width, nc = g.col_rows() * g.col_cols();
-    auto a = rnd(nc, 2), b = rnd(nx, 3);
-    std::vector<float> ca(nx, 42.0f), ib(nc);
-    be.col2im(a.data(), g, ca.data());
-    be.im2col(b.data(), g, ib.data());
-    double lhs = 0, rhs = 0;
-    for (int64_t i = 0; i < nx; ++i) lhs += static_cast<double>(ca[i]) * b[i];
-    for (int64_t i = 0; i < nc; ++i) rhs += static_cast<double>(a[i]) * ib[i];
-    EXPECT_NEAR(lhs, rhs, 1e-4 * (1 + std::fabs(rhs)));
+    for (int64_t batch : {1, 3}) {
+      const int64_t nx = batch * g.channels * g.height * g.width, nc = g.col_rows() * batch * g.col_cols();
+      auto a = rnd(nc, 2), b = rnd(nx, 3);
+      std::vector<float> ca(nx, 42.0f), ib(nc);
+      be.col2im(a.data(), g, batch, ca.data());
+      be.im2col(b.data(), g, batch, ib.data());
+      double lhs = 0, rhs = 0;
+      for (int64_t i = 0; i < nx; ++i) lhs += static_cast<double>(ca[i]) * b[i];
+      for (int64_t i = 0; i < nc; ++i) rhs += static_cast<double>(a[i]) * ib[i];
+      EXPECT_NEAR(lhs, rhs, 1e-4 * (1 + std::fabs(rhs)));
+    }
+  }
+}
+
+// Each sample of a batched col2im equals a batch-1 col2im of that sample's columns.
+TEST(CpuBackendConv, Col2imBatchMatchesPerSample) {
+  CpuBackend be(2);
+  const int64_t batch = 3;
+  for (const ConvGeometry& g : kGeometries) {
+    const int64_t in_sz = g.channels * g.height * g.width, hw = g.col_cols(), ld = batch * hw;
+    auto cols = rnd(g.col_rows() * ld, 6);
+    std::vector<float> dx(batch * in_sz, 42.0f);
+    be.col2im(cols.data(), g, batch, dx.data());
+    for (int64_t n = 0; n < batch; ++n) {
+      std::vector<float> one(g.col_rows() * hw), ref(in_sz, 42.0f);
+      for (int64_t r = 0; r < g.col_rows(); ++r)
+        std::copy_n(cols.data() + r * ld + n * hw, hw, one.data() + r * hw);
+      be.col2im(one.data(), g, 1, ref.data());
+      for (int64_t i = 0; i < in_sz; ++i) ASSERT_EQ(dx[n * in_sz + i], ref[i]);
+    }
   }
 }
 
