@@ -1,7 +1,7 @@
-#include "cli/import_idx_cmd.h"
+#include "cli/args.h"
+#include "cli/commands.h"
 
 #include <cstdio>
-#include <cstring>
 #include <string>
 
 #include "core/tensor.h"
@@ -12,20 +12,22 @@ namespace shardtrain {
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: shardtrain import-idx --images IMAGES.idx[.gz] --labels LABELS.idx[.gz]\n"
-    "                             --out FILE.h5 [--split NAME]\n"
-    "\n"
+const CommandSpec kImportSpec = {
+    "import-idx",
+    {},
     "Converts one split of IDX files (MNIST / Fashion-MNIST format, gzipped or not) into\n"
-    "FILE.h5:/NAME/images (uint8 [N, 1, H, W]) and /NAME/labels (uint8 [N]).\n"
-    "FILE.h5 is created if missing; a new split may be added to an existing file, but an\n"
-    "existing split is never overwritten.\n"
-    "\n"
-    "  --images F   IDX image file (magic 0x0803)\n"
-    "  --labels F   IDX label file (magic 0x0801)\n"
-    "  --out F      HDF5 file to write\n"
-    "  --split S    split name (default: train)\n"
-    "  --help       this text\n";
+    "FILE.h5:/NAME/images (uint8 [N, 1, H, W]) and /NAME/labels (uint8 [N]). FILE.h5 is\n"
+    "created if missing; a new split may be added to an existing file, but an existing split\n"
+    "is never overwritten.",
+    {
+        {"images", "F", "IDX image file (magic 0x0803), e.g. train-images-idx3-ubyte.gz"},
+        {"labels", "F", "IDX label file (magic 0x0801)"},
+        {"out", "F.h5", "HDF5 file to write"},
+        {"split", "NAME", "split (group) name (default: train)"},
+    },
+    "example:\n  shardtrain import-idx --images train-images-idx3-ubyte.gz \\\n"
+    "      --labels train-labels-idx1-ubyte.gz --out data/fashion_mnist.h5 --split train\n",
+};
 
 int usage_error(const std::string& msg) {
   std::fprintf(stderr, "error: %s (see shardtrain import-idx --help)\n", msg.c_str());
@@ -35,30 +37,17 @@ int usage_error(const std::string& msg) {
 }  // namespace
 
 int cmd_import_idx(int argc, char** argv) {
-  std::string images, labels, out, split = "train";
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    // Accept both "--flag value" and "--flag=value".
-    std::string value;
-    const size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else if (arg == "--images" || arg == "--labels" || arg == "--out" || arg == "--split") {
-      return usage_error(arg + " needs a value");
-    }
-    if (arg == "--images") images = value;
-    else if (arg == "--labels") labels = value;
-    else if (arg == "--out") out = value;
-    else if (arg == "--split") split = value;
-    else return usage_error("unknown argument '" + arg + "'");
+  auto args = Args::parse(kImportSpec, argc, argv);
+  if (!args.ok()) {
+    std::fprintf(stderr, "error: %s\n", args.status().message().c_str());
+    return 2;
   }
+  if (args->help()) {
+    std::fputs(kImportSpec.usage().c_str(), stdout);
+    return 0;
+  }
+  const std::string images = args->get("images"), labels = args->get("labels"), out = args->get("out"),
+                    split = args->get("split", "train");
   if (images.empty() || labels.empty() || out.empty()) {
     return usage_error("--images, --labels and --out are required");
   }

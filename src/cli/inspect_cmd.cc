@@ -1,4 +1,5 @@
-#include "cli/inspect_cmd.h"
+#include "cli/args.h"
+#include "cli/commands.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,21 +14,18 @@ namespace {
 
 constexpr int kValuesShown = 8;  // --values: enough to eyeball, short enough for a terminal
 
-const char* kUsage =
-    "usage: shardtrain inspect PATH [--values] [--config]\n"
-    "\n"
-    "Prints a summary of a checkpoint file (PATH may be a run's `latest` link):\n"
-    "metadata, each tensor's shape and statistics, and the parameter count.\n"
-    "Every tensor's checksum is verified while reading.\n"
-    "\n"
-    "  --values   also print the first values of each tensor\n"
-    "  --config   print only the stored job config (protobuf text format)\n"
-    "  --help     print this help\n";
-
-int usage_error(const std::string& msg) {
-  std::fprintf(stderr, "error: %s (see shardtrain inspect --help)\n", msg.c_str());
-  return 2;
-}
+const CommandSpec kInspectSpec = {
+    "inspect",
+    {"PATH"},
+    "Prints a summary of a checkpoint file (PATH may be a run's `latest` link): metadata,\n"
+    "each tensor's shape and statistics, and the parameter count. Every tensor's checksum\n"
+    "is verified while reading.",
+    {
+        {"values", "", "also print the first values of each tensor"},
+        {"config", "", "print only the stored job config (protobuf text format)"},
+    },
+    "example:\n  shardtrain inspect runs/cnn/checkpoints/latest\n",
+};
 
 void print_tensors(const char* title, const std::vector<HostTensor>& tensors, bool values) {
   std::printf("\n%s (%zu tensors)\n", title, tensors.size());
@@ -83,27 +81,17 @@ void print_summary(const std::string& path, const CheckpointData& d, bool values
 }  // namespace
 
 int cmd_inspect(int argc, char** argv) {
-  std::string path;
-  bool values = false, config = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (a == "--values") {
-      values = true;
-    } else if (a == "--config") {
-      config = true;
-    } else if (!a.empty() && a[0] == '-') {
-      return usage_error("unknown flag " + a);
-    } else if (!path.empty()) {
-      return usage_error("more than one PATH given (" + path + ", " + a + ")");
-    } else {
-      path = a;
-    }
+  auto args = Args::parse(kInspectSpec, argc, argv);
+  if (!args.ok()) {
+    std::fprintf(stderr, "error: %s\n", args.status().message().c_str());
+    return 2;
   }
-  if (path.empty()) return usage_error("missing checkpoint PATH");
+  if (args->help()) {
+    std::fputs(kInspectSpec.usage().c_str(), stdout);
+    return 0;
+  }
+  const std::string path = args->positional(0);
+  const bool values = args->has("values"), config = args->has("config");
 
   StatusOr<CheckpointData> d = checkpoint_read(path);
   if (!d.ok()) {

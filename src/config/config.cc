@@ -24,7 +24,11 @@ class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
   void AddError(int line, google::protobuf::io::ColumnNumber column, const std::string& message) override {
     if (!first_.empty()) return;
     if (line >= 0) move_to_named_token(&line, &column, message);
-    first_ = origin_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
+    // The tokenizer names the offending token after "got: "; at the end of the text there is
+    // none, which reads as a truncated message unless we say so.
+    std::string text = message;
+    if (text.size() >= 5 && text.compare(text.size() - 5, 5, "got: ") == 0) text += "end of file (missing '}'?)";
+    first_ = origin_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + text;
   }
   // Warnings (e.g. deprecated fields) do not stop a run.
   void AddWarning(int, google::protobuf::io::ColumnNumber, const std::string&) override {}

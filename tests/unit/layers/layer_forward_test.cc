@@ -101,6 +101,42 @@ TEST(LayerForward, Conv2dBatchSizeChanges) {
   for (int64_t i = 0; i < y1.numel(); ++i) EXPECT_EQ(y1.f32()[i], y4.f32()[3 * 32 + i]);
 }
 
+// Conv2d works on chunks of samples (about 2048 output pixels each: two 28x28 samples).
+// A batch of 5 (chunks 2, 2, 1) must give what 5 one-sample batches give: the same y and
+// dx, and dW / db equal to the per-sample sums.
+TEST(LayerForward, Conv2dChunkedBatchMatchesPerSample) {
+  CpuBackend be(1);
+  const int64_t N = 5, C = 2, H = 28, K = 3;
+  Conv2dLayer batched("conv", be, K, 3, 1, 1, true), single("conv", be, K, 3, 1, 1, true);
+  ASSERT_TRUE(batched.configure({C, H, H}).ok());
+  ASSERT_TRUE(single.configure({C, H, H}).ok());
+  Bound b = bind_random(batched, be);
+  std::vector<Tensor> sgrads;
+  for (const Tensor& p : b.params) sgrads.push_back(be.alloc(p.shape(), DType::kFloat32));
+  single.bind(b.params, sgrads);
+  const int64_t in_sz = C * H * H, out_sz = K * H * H;
+  Tensor x = be.alloc({N, C, H, H}, DType::kFloat32), y = be.alloc({N, K, H, H}, DType::kFloat32);
+  Tensor dy = be.alloc({N, K, H, H}, DType::kFloat32), dx = be.alloc({N, C, H, H}, DType::kFloat32);
+  auto xv = random_uniform(x.numel(), -1, 1, 5), dyv = random_uniform(dy.numel(), -1, 1, 6);
+  be.copy_from_host(x, xv.data());
+  be.copy_from_host(dy, dyv.data());
+  batched.forward(ForwardContext{}, x, y);
+  batched.backward(ForwardContext{}, x, y, dy, &dx);
+  std::vector<double> dw(b.grads[0].numel(), 0.0), db(K, 0.0);
+  for (int64_t n = 0; n < N; ++n) {
+    Tensor x1 = x.rows(n, n + 1), dy1 = dy.rows(n, n + 1);
+    Tensor y1 = be.alloc({1, K, H, H}, DType::kFloat32), dx1 = be.alloc({1, C, H, H}, DType::kFloat32);
+    single.forward(ForwardContext{}, x1, y1);
+    single.backward(ForwardContext{}, x1, y1, dy1, &dx1);
+    for (int64_t i = 0; i < out_sz; ++i) ASSERT_NEAR(y.f32()[n * out_sz + i], y1.f32()[i], 1e-5);
+    for (int64_t i = 0; i < in_sz; ++i) ASSERT_NEAR(dx.f32()[n * in_sz + i], dx1.f32()[i], 1e-5);
+    for (size_t i = 0; i < dw.size(); ++i) dw[i] += sgrads[0].f32()[i];
+    for (int64_t i = 0; i < K; ++i) db[i] += sgrads[1].f32()[i];
+  }
+  for (size_t i = 0; i < dw.size(); ++i) EXPECT_NEAR(b.grads[0].f32()[i], dw[i], 1e-3) << i;
+  for (int64_t i = 0; i < K; ++i) EXPECT_NEAR(b.grads[1].f32()[i], db[i], 1e-3) << i;
+}
+
 std::vector<float> run_dropout(Backend& be, DropoutLayer& layer, const std::vector<float>& xv, int64_t offset,
                                int64_t rows, bool training) {
   Tensor x = be.alloc({rows, 6}, DType::kFloat32), y = be.alloc({rows, 6}, DType::kFloat32);

@@ -1,5 +1,5 @@
 // `shardtrain inspect`: what a user sees for a good file, --config, and the exit codes.
-#include "cli/inspect_cmd.h"
+#include "cli/commands.h"
 
 #include <gtest/gtest.h>
 
