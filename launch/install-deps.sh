@@ -8,7 +8,7 @@ pkgs=(
   openmpi-bin libopenmpi-dev           # MPI launcher + headers (CPU communicator)
   libhdf5-openmpi-dev hdf5-tools       # parallel HDF5 (data, checkpoints) + h5dump
   libprotobuf-dev protobuf-compiler    # job configs in Protobuf text format
-  libopenblas-dev zlib1g-dev           # CPU GEMM; gunzip of IDX files
+  libopenblas-openmp-dev zlib1g-dev    # CPU GEMM (OpenMP build: one thread pool); gunzip of IDX
   libgtest-dev                         # unit tests (find_package(GTest))
   dataset-fashion-mnist                # the real training data, as gzipped IDX files
   python3-h5py python3-torch python3-numpy  # reference tests only, under /usr/bin/python3
