@@ -1,5 +1,7 @@
 #include "cli/args.h"
 
+#include <cstdio>
+
 namespace shardtrain {
 
 std::string CommandSpec::usage() const {
@@ -76,6 +78,20 @@ std::string Args::get(const std::string& flag, const std::string& fallback) cons
 std::vector<std::string> Args::get_all(const std::string& flag) const {
   auto it = values_.find(flag);
   return it == values_.end() ? std::vector<std::string>{} : it->second;
+}
+
+int parse_plain_command(const CommandSpec& spec, int argc, char** argv, Args* args) {
+  auto parsed = Args::parse(spec, argc, argv);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "error: %s\n", parsed.status().message().c_str());
+    return 2;
+  }
+  if (parsed->help()) {
+    std::fputs(spec.usage().c_str(), stdout);
+    return 0;
+  }
+  *args = std::move(parsed).value();
+  return -1;
 }
 
 }  // namespace shardtrain

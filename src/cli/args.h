@@ -43,4 +43,8 @@ class Args {
   std::map<std::string, std::vector<std::string>> values_;
 };
 
+// For subcommands that run without MPI (import-idx, inspect): parses into *args, printing
+// --help (returns 0) or a usage error (returns 2) itself. Returns -1 to go on.
+int parse_plain_command(const CommandSpec& spec, int argc, char** argv, Args* args);
+
 }  // namespace shardtrain

@@ -37,17 +37,10 @@ int usage_error(const std::string& msg) {
 }  // namespace
 
 int cmd_import_idx(int argc, char** argv) {
-  auto args = Args::parse(kImportSpec, argc, argv);
-  if (!args.ok()) {
-    std::fprintf(stderr, "error: %s\n", args.status().message().c_str());
-    return 2;
-  }
-  if (args->help()) {
-    std::fputs(kImportSpec.usage().c_str(), stdout);
-    return 0;
-  }
-  const std::string images = args->get("images"), labels = args->get("labels"), out = args->get("out"),
-                    split = args->get("split", "train");
+  Args args;
+  if (int code = parse_plain_command(kImportSpec, argc, argv, &args); code >= 0) return code;
+  const std::string images = args.get("images"), labels = args.get("labels"), out = args.get("out"),
+                    split = args.get("split", "train");
   if (images.empty() || labels.empty() || out.empty()) {
     return usage_error("--images, --labels and --out are required");
   }

@@ -81,17 +81,10 @@ void print_summary(const std::string& path, const CheckpointData& d, bool values
 }  // namespace
 
 int cmd_inspect(int argc, char** argv) {
-  auto args = Args::parse(kInspectSpec, argc, argv);
-  if (!args.ok()) {
-    std::fprintf(stderr, "error: %s\n", args.status().message().c_str());
-    return 2;
-  }
-  if (args->help()) {
-    std::fputs(kInspectSpec.usage().c_str(), stdout);
-    return 0;
-  }
-  const std::string path = args->positional(0);
-  const bool values = args->has("values"), config = args->has("config");
+  Args args;
+  if (int code = parse_plain_command(kInspectSpec, argc, argv, &args); code >= 0) return code;
+  const std::string path = args.positional(0);
+  const bool values = args.has("values"), config = args.has("config");
 
   StatusOr<CheckpointData> d = checkpoint_read(path);
   if (!d.ok()) {

@@ -60,6 +60,8 @@ class Layer {
   virtual void forward(const ForwardContext& ctx, const Tensor& x, Tensor& y) = 0;
   // Overwrites this layer's parameter gradients; writes dx when non-null.
   // x and y are the tensors of the matching forward call.
+  // REQUIRES: that forward was this layer's last one: layers may keep what it computed
+  // (Conv2d its im2col columns, MaxPool2d its argmax) instead of recomputing it.
   virtual void backward(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,
                         Tensor* dx) = 0;
 

@@ -7,17 +7,13 @@
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
+#include "test_random.h"
 
 namespace shardtrain {
 namespace {
 
-std::vector<float> rnd(int64_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(gen);
-  return v;
-}
+// Uniform in [-1, 1), seeded.
+std::vector<float> rnd(int64_t n, uint32_t seed) { return testing::random_uniform(n, -1.0f, 1.0f, seed); }
 
 TEST(CpuBackend, AllocIsAlignedAndZeroed) {
   CpuBackend be(1);

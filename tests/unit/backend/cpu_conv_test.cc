@@ -6,17 +6,13 @@
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
+#include "test_random.h"
 
 namespace shardtrain {
 namespace {
 
-std::vector<float> rnd(int64_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(gen);
-  return v;
-}
+// Uniform in [-1, 1), seeded.
+std::vector<float> rnd(int64_t n, uint32_t seed) { return testing::random_uniform(n, -1.0f, 1.0f, seed); }
 
 ConvGeometry geom(int64_t c, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p) {
   return ConvGeometry{c, h, w, k, s, p, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1};

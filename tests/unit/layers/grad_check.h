@@ -19,6 +19,7 @@
 
 #include "backend/backend.h"
 #include "layers/layer.h"
+#include "test_random.h"
 
 namespace shardtrain {
 namespace testing {
@@ -36,14 +37,6 @@ struct GradTarget {
   float* value;
   std::vector<float> analytic;
 };
-
-inline std::vector<float> random_uniform(int64_t n, float lo, float hi, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(gen);
-  return v;
-}
 
 // Compares every target's analytic gradient with central differences of `loss`.
 inline void expect_gradients_match(const std::function<double()>& loss, std::vector<GradTarget>& targets,
