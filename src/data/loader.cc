@@ -15,10 +15,10 @@ StatusOr<std::unique_ptr<ShardedLoader>> ShardedLoader::open(const LoaderOptions
                                    " is outside the world size " + std::to_string(w));
   }
   if (g <= 0) {
-    return Status::InvalidArgument("data.global_batch (" + std::to_string(g) + ") must be > 0");
+    return Status::InvalidArgument(opts.batch_field + " (" + std::to_string(g) + ") must be > 0");
   }
   if (opts.drop_last && g % w != 0) {
-    return Status::InvalidArgument("data.global_batch (" + std::to_string(g) +
+    return Status::InvalidArgument(opts.batch_field + " (" + std::to_string(g) +
                                    ") must be divisible by the world size (" +
                                    std::to_string(w) + ")");
   }
@@ -33,8 +33,9 @@ StatusOr<std::unique_ptr<ShardedLoader>> ShardedLoader::open(const LoaderOptions
   ro.num_classes = opts.num_classes;
   ASSIGN_OR_RETURN(l->reader_, H5SplitReader::open(ro));
   const int64_t n = l->reader_->num_samples();
-  if (g > n) {
-    return Status::InvalidArgument("data.global_batch (" + std::to_string(g) +
+  // Without drop_last (evaluation) a batch larger than the split is one short batch.
+  if (opts.drop_last && g > n) {
+    return Status::InvalidArgument(opts.batch_field + " (" + std::to_string(g) +
                                    ") is larger than split " + opts.split + " of " +
                                    opts.path + " (" + std::to_string(n) + " samples)");
   }

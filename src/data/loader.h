@@ -28,6 +28,7 @@ class H5SplitReader;
 struct LoaderOptions {
   std::string path, split, images_dataset = "images", labels_dataset = "labels";
   int64_t global_batch = 0;
+  std::string batch_field = "data.global_batch";  // the config field global_batch came from (for errors)
   int rank = 0, world_size = 1;
   uint64_t seed = 0;
   bool shuffle = true;
@@ -54,8 +55,8 @@ struct LoaderPosition {
 
 class ShardedLoader {
  public:
-  // InvalidArgument: global_batch <= 0 or > N, rank/world_size out of range, or (with
-  // drop_last) global_batch not divisible by world_size. Errors of H5SplitReader::open
+  // InvalidArgument: global_batch <= 0, rank/world_size out of range, or (with drop_last)
+  // global_batch > N or not divisible by world_size. Errors of H5SplitReader::open
   // pass through (missing file, bad layout).
   static StatusOr<std::unique_ptr<ShardedLoader>> open(const LoaderOptions& opts);
   ~ShardedLoader();  // joins the prefetch thread

@@ -16,6 +16,7 @@ LoaderOptions loader_options(const config::JobConfig& cfg, bool train, const Top
   o.images_dataset = d.images_dataset();
   o.labels_dataset = d.labels_dataset();
   o.global_batch = train ? d.global_batch() : d.eval_batch();
+  o.batch_field = train ? "data.global_batch" : "data.eval_batch";
   o.rank = topo.rank;
   o.world_size = topo.world_size;
   o.seed = cfg.train().seed();

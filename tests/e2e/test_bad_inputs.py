@@ -107,6 +107,30 @@ class BadInputTest(unittest.TestCase):
         self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--set", "data.path=" + p,
                        "--run-dir", os.path.join(self.tmp, "r9")], None, "badshape.h5", "/train/images", "[100, 28]")
 
+    def test_one_rank_failing_mid_training_takes_the_job_down(self):
+        # Sample 100 has label 77: only the rank whose slice holds it (rank 0, batch 4 =
+        # samples 96..119 unshuffled) fails, at step 5, while rank 1 waits in the gradient
+        # all-reduce. The job must end (MPI_Abort), not hang, with that rank's error line.
+        p = os.path.join(self.tmp, "badlabel.h5")
+        rng = np.random.default_rng(0)
+        with h5py.File(p, "w") as f:
+            for split, n in (("train", 200), ("test", 50)):
+                f.create_dataset(f"{split}/images", data=rng.integers(0, 255, (n, 1, 28, 28), dtype=np.uint8))
+                labels = rng.integers(0, 10, n, dtype=np.uint8)
+                if split == "train":
+                    labels[100] = 77
+                f.create_dataset(f"{split}/labels", data=labels)
+        r = st.run(2, "train", st.config("tiny_mlp.pbtxt"), "--set", "data.path=" + p, "--set", "data.shuffle=false",
+                   "--set", "train.log_every=1", "--run-dir", os.path.join(self.tmp, "r10"), timeout=TIMEOUT)
+        out = r.stdout + r.stderr
+        self.assertNotEqual(r.returncode, 0, out)
+        self.assertIn("step 4/20", out)  # it really failed mid-run, after good steps
+        errors = [l for l in r.stderr.splitlines() if "error:" in l]
+        self.assertEqual(len(errors), 1, out)
+        self.assertIn("[rank 0]", errors[0])
+        self.assertIn("badlabel.h5", errors[0])
+        self.assertIn("100", errors[0])
+
     # ---- checkpoints
     def corrupt_copy(self, how):
         d = os.path.join(tempfile.mkdtemp(prefix="corrupt_" + how + "_", dir=self.tmp), "run")

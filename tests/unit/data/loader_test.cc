@@ -203,11 +203,29 @@ TEST_F(DataLoader, IndivisibleGlobalBatchIsRejected) {
   EXPECT_TRUE(ShardedLoader::open(eval).ok());
 }
 
-TEST_F(DataLoader, GlobalBatchLargerThanSplitIsRejected) {
+TEST_F(DataLoader, GlobalBatchLargerThanSplitIsRejectedForTraining) {
   auto l = ShardedLoader::open(options(104));
   ASSERT_FALSE(l.ok());
   EXPECT_EQ(l.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(l.status().message().find("data.global_batch (104)"), std::string::npos);
+}
+
+TEST_F(DataLoader, EvalBatchLargerThanSplitIsOneShortBatch) {
+  LoaderOptions eval = options(1000, 1, 2);
+  eval.drop_last = false;
+  eval.shuffle = false;
+  eval.batch_field = "data.eval_batch";
+  auto l = ShardedLoader::open(eval);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  ASSERT_EQ((*l)->batches_per_epoch(), 1);
+  auto b = (*l)->next();
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->global_size, (*l)->num_samples());
+  EXPECT_EQ(b->size, (*l)->num_samples() - (*l)->num_samples() / 2);  // rank 1's half
+  eval.global_batch = 0;
+  auto bad = ShardedLoader::open(eval);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("data.eval_batch (0)"), std::string::npos);  // names its own field
 }
 
 TEST_F(DataLoader, MissingFileMentionsPrepareData) {
