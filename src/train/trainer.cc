@@ -141,7 +141,7 @@ Status Trainer::log_progress(double loss_sum, double correct, double samples, do
   TrainLogRecord r;
   r.step = progress_.step;
   r.total_steps = total_steps_;
-  r.epoch = progress_.data.epoch;
+  r.epoch = last_epoch_;  // of the batch just trained (progress_.data is the next one)
   r.loss = sums[2] > 0 ? sums[0] / sums[2] : 0;
   r.accuracy = sums[2] > 0 ? sums[1] / sums[2] : 0;
   r.lr = lr;
@@ -210,6 +210,7 @@ Status Trainer::run(bool* all_ranks) {
     progress_.step = step + 1;
     progress_.samples_seen += batch.global_size;
     progress_.data = train_data_->position();
+    last_epoch_ = batch.epoch;
     loss_sum += r.loss_sum;
     correct += static_cast<double>(r.correct);
     samples += static_cast<double>(r.samples);

@@ -72,6 +72,7 @@ class Trainer {
   int64_t last_saved_step_ = -1;
   std::chrono::steady_clock::time_point start_time_, log_time_;
   int64_t log_step_ = 0;  // step at log_time_
+  int64_t last_epoch_ = 0;  // epoch of the last batch trained
 };
 
 }  // namespace shardtrain
