@@ -32,5 +32,6 @@ build/shardtrain import-idx --split train --out "$tmp" \
   --images "$src/train-images-idx3-ubyte.gz" --labels "$src/train-labels-idx1-ubyte.gz"
 build/shardtrain import-idx --split test --out "$tmp" \
   --images "$src/t10k-images-idx3-ubyte.gz" --labels "$src/t10k-labels-idx1-ubyte.gz"
-mv "$tmp" "$out"
+# ln (not mv) fails if $out appeared meanwhile, so an existing file is never replaced.
+ln "$tmp" "$out"
 echo "prepare-data: wrote $out"

@@ -65,7 +65,7 @@ class Backend {
   virtual std::string name() const = 0;  // "cpu (OpenBLAS, 2 threads)"
 
   // ---- memory
-  // Zero-filled tensor on this device.
+  // Zero-filled tensor on this device. Throws std::bad_alloc when memory runs out.
   virtual Tensor alloc(const Shape& shape, DType dtype = DType::kFloat32) = 0;
   // Copies dst.nbytes() bytes.
   virtual void copy_from_host(Tensor& dst, const void* src) = 0;

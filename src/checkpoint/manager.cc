@@ -192,7 +192,12 @@ StatusOr<std::string> CheckpointManager::find_latest_valid(CheckpointData* data)
     if (reason.compare(0, f.size() + 2, f + ": ") == 0) reason = reason.substr(f.size() + 2);
     log_warn("skipping " + f + ": " + reason);
   }
-  return Status::NotFound("no valid checkpoint in " + dir_);
+  const size_t n = list().size();
+  if (n == 0) return Status::NotFound("no checkpoint in " + dir_);
+  // Checkpoints exist but none reads: never treat that as "start fresh", which would
+  // later prune them; they may be good data this build cannot read.
+  return Status::DataLoss("none of the " + std::to_string(n) + " checkpoint(s) in " + dir_ +
+                          " is readable (see the warnings above): repair or move them away to start afresh");
 }
 
 }  // namespace shardtrain

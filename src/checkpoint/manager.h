@@ -34,8 +34,8 @@ class CheckpointManager {
   // a valid checkpoint already has that name (it is left untouched), while an unreadable
   // one there (skipped by --resume auto) is renamed to NAME.corrupt; then points `latest` at it, removes
   // the oldest checkpoints beyond keep_last (never the one just written) and stale temp
-  // files of other processes. Failures after the file is in place (pruning) are logged
-  // as warnings, not returned: the checkpoint itself is safe.
+  // files of other processes. Failing to update `latest` is returned; failures while
+  // pruning are only logged as warnings: the checkpoint itself is safe.
   Status save(const CheckpointData& data);
 
   // Full paths of dir/ckpt-*.h5, sorted by step, newest first. Empty if dir is missing.
@@ -43,7 +43,8 @@ class CheckpointManager {
   bool has_checkpoints() const { return !list().empty(); }
 
   // The newest checkpoint that checkpoint_read accepts. Damaged ones are skipped with a
-  // warning "skipping PATH: REASON". NotFound "no valid checkpoint in DIR" if none.
+  // warning "skipping PATH: REASON". NotFound "no checkpoint in DIR" when there is none;
+  // DataLoss when there are some but none reads.
   // If `data` is non-null it receives the checkpoint read (saves a second read).
   StatusOr<std::string> find_latest_valid(CheckpointData* data = nullptr) const;
 

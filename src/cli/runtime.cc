@@ -19,6 +19,10 @@ std::unique_ptr<MpiRuntime> MpiRuntime::init_or_exit(int* argc, char*** argv) {
     std::fprintf(stderr, "error: MPI_Init_thread failed\n");
     std::exit(kExitFailure);
   }
+  if (provided < MPI_THREAD_FUNNELED) {  // the loader's thread exists; MPI must tolerate it
+    std::fprintf(stderr, "error: this MPI provides thread level %d, shardtrain needs MPI_THREAD_FUNNELED\n", provided);
+    MPI_Abort(MPI_COMM_WORLD, kExitFailure);
+  }
   std::unique_ptr<MpiRuntime> rt(new MpiRuntime());
   auto topo = discover_topology(MPI_COMM_WORLD);
   auto comm = MpiCommunicator::create(MPI_COMM_WORLD);

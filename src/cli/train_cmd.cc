@@ -53,6 +53,8 @@ int train(MpiRuntime& rt, int argc, char** argv) {
   auto trainer = Trainer::create(cfg.value(), opts, rt.topology(), rt.comm());
   st = agree_on_status(rt.comm(), trainer.status());
   if (!st.ok()) return rt.report_agreed(st, exit_code_for(st));
+  st = trainer.value()->restore();  // agreed on every rank
+  if (!st.ok()) return rt.report_agreed(st, exit_code_for(st));
 
   bool all_ranks = false;
   st = trainer.value()->run(&all_ranks);

@@ -11,14 +11,12 @@ Status agree_on_status(Communicator& comm, const Status& local) {
   if (mine == 0) return Status::Ok();
   const int root = comm.world_size() - static_cast<int>(mine);
 
-  // Root sends code and message; message length first.
-  int64_t header[2] = {static_cast<int64_t>(local.code()), static_cast<int64_t>(local.message().size())};
-  RETURN_IF_ERROR(comm.broadcast(header, 2, CommDType::kInt64, root));
-  std::string message(header[1], '\0');
-  if (comm.rank() == root) message = local.message();
-  RETURN_IF_ERROR(comm.broadcast(message.data(), header[1], CommDType::kUint8, root));
+  int64_t code = static_cast<int64_t>(local.code());
+  RETURN_IF_ERROR(comm.broadcast(&code, 1, CommDType::kInt64, root));
+  std::string message = local.message();
+  RETURN_IF_ERROR(broadcast_string(comm, &message, root));
 
-  switch (static_cast<StatusCode>(header[0])) {
+  switch (static_cast<StatusCode>(code)) {
     case StatusCode::kInvalidArgument: return Status::InvalidArgument(message);
     case StatusCode::kNotFound: return Status::NotFound(message);
     case StatusCode::kDataLoss: return Status::DataLoss(message);
@@ -26,6 +24,13 @@ Status agree_on_status(Communicator& comm, const Status& local) {
     case StatusCode::kUnavailable: return Status::Unavailable(message);
     default: return Status::Internal(message);
   }
+}
+
+Status broadcast_string(Communicator& comm, std::string* text, int root) {
+  int64_t size = static_cast<int64_t>(text->size());
+  RETURN_IF_ERROR(comm.broadcast(&size, 1, CommDType::kInt64, root));
+  text->resize(size);
+  return comm.broadcast(text->data(), size, CommDType::kUint8, root);
 }
 
 }  // namespace shardtrain

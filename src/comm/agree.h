@@ -7,6 +7,8 @@
 // exits with the same code. REQUIRES: every rank calls it at the same point.
 #pragma once
 
+#include <string>
+
 #include "comm/communicator.h"
 
 namespace shardtrain {
@@ -14,5 +16,8 @@ namespace shardtrain {
 // Returns OK when every rank passed OK; otherwise the lowest failing rank's Status on
 // every rank. If the agreement itself fails, returns that failure.
 Status agree_on_status(Communicator& comm, const Status& local);
+
+// *text of rank `root` copied to every rank (length first, then the bytes).
+Status broadcast_string(Communicator& comm, std::string* text, int root);
 
 }  // namespace shardtrain

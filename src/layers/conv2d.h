@@ -36,7 +36,8 @@ class Conv2dLayer final : public Layer {
   int64_t out_, kernel_, stride_, padding_;
   bool bias_;
   ConvGeometry g_{};
-  ScratchBuffer cols_;   // [col_rows, nb * col_cols] per chunk of nb samples, from the last forward
+  ScratchBuffer cols_;   // the whole batch's columns from the last forward, chunk after chunk
+                         // (so it grows with the batch, eval_batch included)
   ScratchBuffer yt_;     // [K, nb * col_cols]: one chunk's output / dy, channel-major
   ScratchBuffer dcols_;  // [col_rows, nb * col_cols]: one chunk's input-column gradients
   ScratchBuffer ones_;   // [nb * col_cols] of 1.0f: the bias gradient is dyt * ones

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "comm/agree.h"
@@ -65,49 +66,126 @@ Status Trainer::setup() {
   total_steps_ = cfg_.train().has_steps() ? cfg_.train().steps()
                                           : cfg_.train().epochs() * train_data_->batches_per_epoch();
 
+  if (test_data_->sample_shape() != train_data_->sample_shape())
+    return Status::InvalidArgument(d.path() + ": samples of /" + d.test_split() + "/" + d.images_dataset() + " are " +
+                                   shape_str(test_data_->sample_shape()) + " but those of /" + d.train_split() + "/" +
+                                   d.images_dataset() + " are " + shape_str(train_data_->sample_shape()));
   ASSIGN_OR_RETURN(model_, Model::build(cfg_.model(), train_data_->sample_shape(), d.num_classes(), *backend_));
   ASSIGN_OR_RETURN(opt_, Optimizer::create(cfg_.optimizer(), total_steps_, *backend_, model_->flat_params(),
                                            model_->flat_grads()));
 
-  // Which checkpoint, if any, to start from. Nothing on disk is changed before every rank
-  // agrees setup succeeded (the caller's agree_on_status).
-  const std::string ckpt_dir = opts_.run_dir + "/" + cfg_.checkpoint().dir();
-  ckpt_ = std::make_unique<CheckpointManager>(ckpt_dir, cfg_.checkpoint().keep_last());
-  std::string resume_path;
-  CheckpointData ckpt;
-  if (opts_.resume.empty()) {
-    if (ckpt_->has_checkpoints())
-      return Status::FailedPrecondition(ckpt_dir + " already holds checkpoints (newest " + ckpt_->list().front() +
-                                        "): pass --resume auto to continue that run, or choose another --run-dir");
-  } else if (opts_.resume == "auto") {
-    auto found = ckpt_->find_latest_valid(&ckpt);  // skips (and warns about) corrupt ones
-    if (found.ok()) resume_path = found.value();
-    else if (found.status().code() != StatusCode::kNotFound) return found.status();
-  } else {
-    resume_path = opts_.resume;
-    ASSIGN_OR_RETURN(ckpt, checkpoint_read(resume_path));
-  }
+  ckpt_ = std::make_unique<CheckpointManager>(opts_.run_dir + "/" + cfg_.checkpoint().dir(),
+                                              cfg_.checkpoint().keep_last());
+  return Status::Ok();
+}
 
-  if (resume_path.empty()) {
+// Rank 0 alone decides where training starts: it is the rank that writes checkpoints, and
+// one decision broadcast to all is what keeps ranks from starting at different steps when
+// their views of the run directory differ (node-local disks, stale NFS listings).
+// Returns "" for a fresh start. Nothing on disk changes here.
+StatusOr<std::string> Trainer::resolve_resume_path() {
+  const std::string& dir = ckpt_->dir();
+  const std::vector<std::string> existing = ckpt_->list();
+  if (opts_.resume.empty()) {
+    if (!existing.empty())
+      return Status::FailedPrecondition(dir + " already holds checkpoints (newest " + existing.front() +
+                                        "): pass --resume auto to continue that run, or choose another --run-dir");
+    return std::string();
+  }
+  if (opts_.resume == "auto") {
+    CheckpointData data;
+    auto found = ckpt_->find_latest_valid(&data);  // skips (and warns about) damaged ones
+    if (!found.ok()) {
+      if (found.status().code() == StatusCode::kNotFound) return std::string();
+      return found.status();  // checkpoints exist but none reads: never silently start over
+    }
+    root_ckpt_ = std::move(data);
+    return found.value();
+  }
+  // An explicit checkpoint into a run dir that already has checkpoints would interleave two
+  // runs' files (and pruning would delete the other run's). Only continuing from that
+  // dir's own newest checkpoint is allowed.
+  if (!existing.empty()) {
+    std::error_code ec;
+    const auto want = std::filesystem::weakly_canonical(opts_.resume, ec);
+    const auto newest = std::filesystem::weakly_canonical(existing.front(), ec);
+    if (want != newest)
+      return Status::FailedPrecondition(
+          "--resume " + opts_.resume + ": " + dir + " already holds checkpoints (newest " + existing.front() +
+          "); resuming another checkpoint there would mix two runs: use a new --run-dir, or --resume auto");
+  }
+  return opts_.resume;
+}
+
+void Trainer::warn_on_changed_data_config(const std::string& path, const CheckpointData& ckpt) const {
+  if (ckpt.world_size != topo_.world_size)
+    log_warn(path + " was written by " + std::to_string(ckpt.world_size) + " ranks, resuming on " +
+             std::to_string(topo_.world_size) + ": state is replicated so this works, but the run is only "
+             "bitwise reproducible at the same world size");
+  if (ckpt.seed != cfg_.train().seed())
+    log_warn(path + ": train.seed differs from the checkpoint's; shuffling and dropout change");
+  auto old = parse_config_text(ckpt.config_text, path + ":/meta/config");
+  if (!old.ok()) return;
+  const auto &was = old->data(), &now = cfg_.data();
+  if (was.global_batch() != now.global_batch() || was.shuffle() != now.shuffle() ||
+      was.train_split() != now.train_split())
+    log_warn(path + ": data.global_batch, data.shuffle or data.train_split changed since this checkpoint; "
+             "its data position (epoch " + std::to_string(ckpt.data_epoch) + ", batch " +
+             std::to_string(ckpt.data_batch) + ") now means other samples");
+}
+
+Status Trainer::restore() {
+  const bool root = topo_.rank == 0;
+  std::string path;
+  Status st;
+  if (root) {
+    auto resolved = resolve_resume_path();
+    if (resolved.ok()) path = resolved.value();
+    st = resolved.status();
+  }
+  RETURN_IF_ERROR(agree_on_status(comm_, st));
+  RETURN_IF_ERROR(broadcast_string(comm_, &path, 0));
+
+  // Every rank loads the same file (or initialises); rank 0 reuses what it already read.
+  st = Status::Ok();
+  if (path.empty()) {
     model_->init_params(cfg_.train().seed());
   } else {
-    ASSIGN_OR_RETURN(progress_, checkpoint_restore(resume_path, ckpt, *model_, opt_.get()));
-    if (progress_.step > total_steps_)
-      return Status::InvalidArgument(resume_path + " is at step " + std::to_string(progress_.step) +
-                                     ", past the run's " + std::to_string(total_steps_) + " steps (train.steps)");
-    RETURN_IF_ERROR(train_data_->seek(progress_.data).WithContext(resume_path + ": data position"));
-    last_saved_step_ = progress_.step;
-    if (topo_.rank == 0) {
-      log_info("resuming from " + resume_path + " at step " + std::to_string(progress_.step));
-      if (ckpt.world_size != topo_.world_size)
-        log_warn(resume_path + " was written by " + std::to_string(ckpt.world_size) + " ranks, resuming on " +
-                 std::to_string(topo_.world_size) + ": state is replicated so this works, but the run is only "
-                 "bitwise reproducible at the same world size");
-      if (ckpt.seed != cfg_.train().seed())
-        log_warn(resume_path + ": train.seed differs from the checkpoint's; shuffling and dropout change");
-    }
+    auto loaded = [&]() -> Status {
+      CheckpointData ckpt;
+      if (root && root_ckpt_) {
+        ckpt = std::move(*root_ckpt_);
+      } else {
+        ASSIGN_OR_RETURN(ckpt, checkpoint_read(path));
+      }
+      root_ckpt_.reset();
+      ASSIGN_OR_RETURN(progress_, checkpoint_restore(path, ckpt, *model_, opt_.get()));
+      if (progress_.step > total_steps_)
+        return Status::InvalidArgument(path + " is at step " + std::to_string(progress_.step) + ", past the run's " +
+                                       std::to_string(total_steps_) + " steps (train.steps)");
+      RETURN_IF_ERROR(train_data_->seek(progress_.data).WithContext(path + ": data position"));
+      if (root) {
+        log_info("resuming from " + path + " at step " + std::to_string(progress_.step));
+        warn_on_changed_data_config(path, ckpt);
+      }
+      return Status::Ok();
+    };
+    st = loaded();
   }
-  return Status::Ok();
+  RETURN_IF_ERROR(agree_on_status(comm_, st));
+  last_saved_step_ = path.empty() ? -1 : progress_.step;
+
+  // Every rank must now stand at rank 0's position; a mismatch means ranks read different
+  // files under the same name.
+  int64_t mine[4] = {progress_.step, opt_->steps_taken(), progress_.data.epoch, progress_.data.batch};
+  int64_t root_pos[4] = {mine[0], mine[1], mine[2], mine[3]};
+  RETURN_IF_ERROR(comm_.broadcast(root_pos, 4, CommDType::kInt64, 0));
+  st = Status::Ok();
+  if (!std::equal(mine, mine + 4, root_pos))
+    st = Status::FailedPrecondition("rank " + std::to_string(topo_.rank) + " loaded " + path + " at step " +
+                                    std::to_string(mine[0]) + " but rank 0 at step " + std::to_string(root_pos[0]) +
+                                    ": ranks see different files (is the run dir on a shared file system?)");
+  return agree_on_status(comm_, st);
 }
 
 Status Trainer::save_checkpoint() {

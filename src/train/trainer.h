@@ -12,6 +12,9 @@
 //
 // Usage (every rank):
 //   create()  -> local errors only; the caller agrees on them across ranks;
+//   restore() -> collective, after that agreement: rank 0 picks the checkpoint to start
+//                from (or none), every rank loads it, and ranks check they agree on the
+//                position; the returned Status is the same on every rank;
 //   run()     -> collective. On failure `*all_ranks` says whether every rank returns
 //                the same error (then each may exit cleanly); otherwise the failure is
 //                this rank's alone and the caller must abort the job.
@@ -19,6 +22,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "checkpoint/manager.h"
@@ -42,6 +46,7 @@ class Trainer {
  public:
   static StatusOr<std::unique_ptr<Trainer>> create(const config::JobConfig& cfg, const TrainerOptions& opts,
                                                    const Topology& topo, Communicator& comm);
+  Status restore();
   Status run(bool* all_ranks);
 
   int64_t total_steps() const { return total_steps_; }
@@ -50,6 +55,8 @@ class Trainer {
  private:
   Trainer(const config::JobConfig& cfg, const TrainerOptions& opts, const Topology& topo, Communicator& comm);
   Status setup();
+  StatusOr<std::string> resolve_resume_path();  // rank 0 only
+  void warn_on_changed_data_config(const std::string& path, const CheckpointData& ckpt) const;
   Status save_checkpoint();  // collective: rank 0 writes, all agree on the outcome
   Status run_eval();         // collective
   Status log_progress(double loss_sum, double correct, double samples, double grad_norm, float lr);
@@ -68,6 +75,7 @@ class Trainer {
   MetricsLog metrics_;
 
   int64_t total_steps_ = 0;
+  std::optional<CheckpointData> root_ckpt_;  // rank 0: the checkpoint resolve_resume_path() read
   TrainProgress progress_;
   int64_t last_saved_step_ = -1;
   std::chrono::steady_clock::time_point start_time_, log_time_;

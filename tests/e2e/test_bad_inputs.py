@@ -3,6 +3,7 @@
 timeout), and nothing already on disk changed."""
 import os
 import shutil
+import subprocess
 import tempfile
 import unittest
 
@@ -177,6 +178,56 @@ class BadInputTest(unittest.TestCase):
 
     def test_fresh_run_into_used_run_dir_refuses(self):
         self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--run-dir", self.run_dir], None, "--resume auto")
+
+    def test_resume_auto_with_only_unreadable_checkpoints_refuses(self):
+        # Unreadable is not absent: starting afresh would prune them later.
+        d, newest = self.corrupt_copy("truncate")
+        for f in os.listdir(os.path.join(d, "checkpoints")):
+            if f.startswith("ckpt-") and f.endswith(".h5") and os.path.join(d, "checkpoints", f) != newest:
+                os.truncate(os.path.join(d, "checkpoints", f), 100)
+        before = st.tree_digest(d)
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--run-dir", d, "--resume", "auto"], 1,
+                   "none of the 2 checkpoint(s)")
+        self.assertEqual(st.tree_digest(d), before)
+
+    def test_resume_other_runs_checkpoint_into_used_run_dir_refuses(self):
+        other = os.path.join(self.tmp, "other")
+        r = st.run(1, "train", st.config("tiny_mlp.pbtxt"), "--run-dir", other, "--set", "train.steps=10",
+                   timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--run-dir", self.run_dir, "--resume",
+                       os.path.join(other, "checkpoints", "ckpt-00000010.h5")], None, "would mix two runs")
+
+    def test_train_and_test_sample_shapes_must_match(self):
+        p = os.path.join(self.tmp, "mixed.h5")
+        rng = np.random.default_rng(1)
+        with h5py.File(p, "w") as f:
+            for split, n, side in (("train", 300, 28), ("test", 100, 14)):
+                f.create_dataset(f"{split}/images", data=rng.integers(0, 255, (n, 1, side, side), dtype=np.uint8))
+                f.create_dataset(f"{split}/labels", data=rng.integers(0, 10, n, dtype=np.uint8))
+        self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--set", "data.path=" + p,
+                       "--run-dir", os.path.join(self.tmp, "r11")], 2, "mixed.h5", "[1, 14, 14]", "[1, 28, 28]")
+
+    def test_ranks_seeing_different_run_dirs_fail_cleanly(self):
+        # Two "nodes" with node-local run dirs: rank 0's holds checkpoints, rank 1's is empty.
+        # Rank 0 decides where to resume; rank 1 cannot read that file and the whole job
+        # stops with one error line, instead of ranks training from different steps.
+        node_a, node_b = os.path.join(self.tmp, "nodeA"), os.path.join(self.tmp, "nodeB")
+        shutil.copytree(self.run_dir, os.path.join(node_a, "run"), symlinks=True)
+        os.makedirs(node_b)
+        args = [st.BIN, "train", st.config("tiny_mlp.pbtxt"), "--run-dir", "run", "--resume", "auto",
+                "--set", "data.path=" + st.DATA]
+        cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", "1", "-wdir", node_a, *args, ":",
+               "-np", "1", "-wdir", node_b, *args]
+        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+        before = st.tree_digest(node_a)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        errors = [l for l in r.stderr.splitlines() if "error:" in l]
+        self.assertEqual(len(errors), 1, r.stdout + r.stderr)
+        self.assertIn("ckpt-00000020.h5", errors[0])
+        self.assertEqual(st.tree_digest(node_a), before)
+        self.assertEqual(os.listdir(node_b), [])
 
     def test_missing_checkpoint(self):
         self.fails(2, ["eval", st.config("tiny_mlp.pbtxt"), "--checkpoint", os.path.join(self.tmp, "none.h5")],

@@ -5,6 +5,8 @@
 // a fixed order, so results do not depend on the thread count at all.
 #include "backend/cpu/cpu_backend.h"
 
+#include <new>
+
 #include <cblas.h>
 #include <omp.h>
 
@@ -35,7 +37,9 @@ Tensor CpuBackend::alloc(const Shape& shape, DType dtype) {
   size_t padded = (bytes + kAlign - 1) / kAlign * kAlign;
   if (padded == 0) padded = kAlign;
   void* p = std::aligned_alloc(kAlign, padded);
-  if (p == nullptr) return Tensor();  // caller sees !defined()
+  // Out of memory: like std::vector, throw; the rank dies and mpirun ends the job. Callers
+  // (activations, scratch) cannot do anything useful with a missing buffer.
+  if (p == nullptr) throw std::bad_alloc();
   std::memset(p, 0, padded);
   return Tensor(shape, dtype, Device::kCpu, std::shared_ptr<void>(p, std::free));
 }

@@ -26,7 +26,7 @@ StatusOr<Topology> discover_topology(MPI_Comm comm) {
   auto query = [&]() -> Status {
     MPI_CHECK(MPI_Comm_rank(comm, &t.rank));
     MPI_CHECK(MPI_Comm_size(comm, &t.world_size));
-    // Ground truth for ranks sharing this node; the environment, when present, must agree.
+    // Ranks sharing this node; the launcher's environment, when present, takes precedence.
     MPI_Comm node;
     MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, t.rank, MPI_INFO_NULL, &node));
     int node_rank = 0, node_size = 1;

@@ -94,17 +94,20 @@ TEST_F(CheckpointManagerTest, FindLatestValidSkipsCorruptNewest) {
   EXPECT_NE(err.find("skipping " + newest + ": not a readable HDF5 checkpoint"), std::string::npos) << err;
 }
 
-TEST_F(CheckpointManagerTest, NotFoundWhenEmptyOrAllBad) {
+TEST_F(CheckpointManagerTest, NotFoundWhenEmptyDataLossWhenAllBad) {
   CheckpointManager missing(file("nothing-here"), 2);
   StatusOr<std::string> r = missing.find_latest_valid();
   EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(r.status().message(), "no valid checkpoint in " + file("nothing-here"));
+  EXPECT_EQ(r.status().message(), "no checkpoint in " + file("nothing-here"));
 
+  // Unreadable checkpoints are not "no checkpoints": a caller must not start afresh.
   { std::ofstream(file("ckpt-00000007.h5")) << "garbage"; }
   CheckpointManager bad(dir_, 2);
   testing::internal::CaptureStderr();
-  EXPECT_EQ(bad.find_latest_valid().status().code(), StatusCode::kNotFound);
+  StatusOr<std::string> all_bad = bad.find_latest_valid();
   testing::internal::GetCapturedStderr();
+  EXPECT_EQ(all_bad.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(all_bad.status().message().find("none of the 1 checkpoint(s)"), std::string::npos);
 }
 
 TEST_F(CheckpointManagerTest, StaleTempFilesOfOtherProcessesAreRemoved) {
