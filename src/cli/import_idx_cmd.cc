@@ -18,7 +18,9 @@ const CommandSpec kImportSpec = {
     "Converts one split of IDX files (MNIST / Fashion-MNIST format, gzipped or not) into\n"
     "FILE.h5:/NAME/images (uint8 [N, 1, H, W]) and /NAME/labels (uint8 [N]). FILE.h5 is\n"
     "created if missing; a new split may be added to an existing file, but an existing split\n"
-    "is never overwritten.",
+    "is never overwritten. Adding a split writes into the existing file in place: a crash\n"
+    "mid-write can damage it, so import into a copy when it matters (prepare-data.sh\n"
+    "builds a temporary file and links it into place).",
     {
         {"images", "F", "IDX image file (magic 0x0803), e.g. train-images-idx3-ubyte.gz"},
         {"labels", "F", "IDX label file (magic 0x0801)"},
