@@ -28,6 +28,14 @@ ST_HOST_DEVICE inline uint64_t counter_rng_hash2(uint64_t a, uint64_t b) {
   return counter_rng_mix(counter_rng_mix(a) ^ (b + 0x632BE59BD9B4E019ull));
 }
 
+// One stream per purpose, mixed into every key, so the draws of one purpose never repeat
+// another's (e.g. dropout of layer 1 at step k vs. the init of parameter k). Shuffling has
+// its own generator (data/shuffle.cc).
+enum CounterRngPurpose : uint64_t {
+  kCounterRngInit = 1,     // parameter init: key (purpose, parameter index)
+  kCounterRngDropout = 2,  // dropout masks: key (purpose, layer index, step)
+};
+
 // Per-call part of the key; hoisted out of element loops.
 ST_HOST_DEVICE inline uint64_t counter_rng_base(uint64_t seed, uint64_t stream) {
   return counter_rng_hash2(seed, stream);

@@ -11,7 +11,8 @@ StatusOr<Shape> DropoutLayer::configure(const Shape& in_shape) {
 
 DropoutKey DropoutLayer::key(const ForwardContext& ctx) const {
   // Element i of this rank's slice is global element sample_offset * per_sample + i.
-  return DropoutKey{ctx.seed, counter_rng_hash2(static_cast<uint64_t>(index()), static_cast<uint64_t>(ctx.step)),
+  const uint64_t layer_step = counter_rng_hash2(static_cast<uint64_t>(index()), static_cast<uint64_t>(ctx.step));
+  return DropoutKey{ctx.seed, counter_rng_hash2(kCounterRngDropout, layer_step),
                     static_cast<uint64_t>(ctx.sample_offset * per_sample_)};
 }
 

@@ -9,17 +9,9 @@
 
 namespace shardtrain {
 
-// Counter-based RNG streams, one per purpose, so adding randomness for one purpose
-// never shifts another's draws.
-enum RngStream : uint64_t {
-  kRngStreamInit = 1,
-  kRngStreamDropout = 2,
-  kRngStreamShuffle = 3,
-};
-
 // Fills `host` (num_params floats, laid out as the model's flat buffer) with
 // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) per parameter, element i of parameter k drawn from
-// (seed, kRngStreamInit, k, i): identical on every rank, thread count and device.
+// (seed, kCounterRngInit, k, i): identical on every rank, thread count and device.
 void init_params_host(const std::vector<ParamInfo>& params, uint64_t seed, std::vector<float>& host);
 
 }  // namespace shardtrain
