@@ -42,7 +42,6 @@ class Model {
   Backend& backend() { return be_; }
   Tensor& flat_params() { return flat_params_; }
   Tensor& flat_grads() { return flat_grads_; }
-  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
   std::string summary() const;  // one line per layer: name, type, output shape, #params
 
   // Seeded init (PyTorch default ranges), identical on every rank and device.

@@ -1,7 +1,5 @@
 #include "train/trainer.h"
 
-#include <sys/stat.h>
-
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -19,16 +17,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// mkdir -p
 Status make_dirs(const std::string& path) {
-  std::string cur;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') {
-      if (!cur.empty() && ::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
-        return Status::FailedPrecondition("cannot create directory " + cur + ": " + std::strerror(errno));
-    }
-    if (i < path.size()) cur += path[i];
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return Status::FailedPrecondition("cannot create directory " + path + ": " + ec.message());
   return Status::Ok();
 }
 

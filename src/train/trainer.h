@@ -49,9 +49,6 @@ class Trainer {
   Status restore();
   Status run(bool* all_ranks);
 
-  int64_t total_steps() const { return total_steps_; }
-  Model& model() { return *model_; }
-
  private:
   Trainer(const config::JobConfig& cfg, const TrainerOptions& opts, const Topology& topo, Communicator& comm);
   Status setup();
