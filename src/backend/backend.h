@@ -10,6 +10,11 @@
 //   - outputs are overwritten unless the name says "accumulate".
 //   - results are deterministic for a fixed thread count / launch configuration
 //     (fixed reduction orders), which is what makes resumed runs bitwise identical.
+//   - errors: device work is asynchronous, so a failed launch or a device fault may only
+//     be seen later. Primitives return nothing; the backend keeps the FIRST error
+//     (sticky, with the primitive's name) and reports it from synchronize() and status().
+//     After an error, results are unspecified; callers check synchronize() once per step
+//     and at every host hand-off, and stop.
 // Thread-safety: a Backend is used by one thread (the trainer's).
 #pragma once
 
@@ -58,22 +63,39 @@ struct AdamWParams {
   int64_t step;  // 1-based step count, for bias correction
 };
 
+// One tensor of a gradient bucket (a device pointer of the backend it is used with).
+struct GradSegment {
+  float* data;
+  int64_t numel;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual Device device() const = 0;
   virtual std::string name() const = 0;  // "cpu (OpenBLAS, 2 threads)"
+  // Identifies the physical device, so ranks can tell whether they share one:
+  // "cpu" for the CPU backend, "GPU-<uuid>" for a CUDA device.
+  virtual std::string device_identity() const = 0;
 
   // ---- memory
   // Zero-filled tensor on this device. Throws std::bad_alloc when memory runs out.
   virtual Tensor alloc(const Shape& shape, DType dtype = DType::kFloat32) = 0;
+  // Raw copies between host memory and this device's memory, ordered on the compute
+  // stream. memcpy_to_host returns when the bytes are on the host.
+  virtual void memcpy_from_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void memcpy_to_host(void* dst, const void* src, size_t bytes) = 0;
   // Copies dst.nbytes() bytes.
-  virtual void copy_from_host(Tensor& dst, const void* src) = 0;
-  virtual void copy_to_host(const Tensor& src, void* dst) = 0;
+  void copy_from_host(Tensor& dst, const void* src) { memcpy_from_host(dst.data<char>(), src, dst.nbytes()); }
+  void copy_to_host(const Tensor& src, void* dst) { memcpy_to_host(dst, src.data<char>(), src.nbytes()); }
   // REQUIRES: same numel and dtype.
   virtual void copy(const Tensor& src, Tensor& dst) = 0;
   virtual void fill(Tensor& t, float value) = 0;
-  virtual void synchronize() = 0;
+  // Waits for all work issued so far; returns the first error since the backend was made
+  // (sticky: once failed, a backend stays failed).
+  virtual Status synchronize() = 0;
+  // The sticky error without waiting (OK if none seen yet).
+  virtual Status status() const = 0;
 
   // ---- dense
   // C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n]; op(A) = A or A^T.
@@ -128,6 +150,13 @@ class Backend {
   // PyTorch AdamW: p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
   // p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
   virtual void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWParams& hp) = 0;
+
+  // ---- gradient buckets: many tensors <-> one flat buffer (what one collective moves)
+  // Segment s is segs[s].numel floats at segs[s].data; in the flat buffer they lie back
+  // to back in segment order. pack: flat = scale * concat(segments); unpack: each segment
+  // = scale * its part of flat. Segments must not overlap flat.
+  virtual void grad_bucket_pack(const GradSegment* segs, int count, float scale, float* flat) = 0;
+  virtual void grad_bucket_unpack(const float* flat, float scale, const GradSegment* segs, int count) = 0;
 };
 
 }  // namespace shardtrain

@@ -1,10 +1,16 @@
-// Communicator: the collectives ranks use to stay in step. One interface, implemented
-// over MPI with host buffers (mpi/) and, for GPU ranks, over NCCL (nccl/, later issue).
+// Communicator: the collectives ranks use to stay in step. One interface, three
+// implementations: MPI over host buffers (mpi/), NCCL over device buffers on a dedicated
+// stream (nccl/), and MPI with host staging for GPU ranks that cannot use NCCL
+// (host_staged_communicator.h).
 //
 // Contract:
 //   - every rank of the communicator must call the same collectives in the same order
 //     with the same counts (the usual MPI rule); buffers live on the device the
-//     implementation was made for (host memory for MpiCommunicator);
+//     implementation was made for (buffer_device());
+//   - every collective has an async form returning a CommWork; the sync form is the async
+//     one followed by wait(). Buffers must stay alive and untouched until wait() returns.
+//     For NCCL, "issued" means ordered after the compute work already issued on the
+//     backend's stream, and wait() orders later compute work after the collective;
 //   - reductions use a fixed order for a fixed world size, so results are reproducible;
 //   - a failing call returns a Status naming the collective; the caller (cli/) then takes
 //     the whole job down with abort() so no rank is left waiting.
@@ -12,33 +18,70 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/status.h"
+#include "core/tensor.h"  // Device
 
 namespace shardtrain {
 
 enum class ReduceOp { kSum, kMax };
 enum class CommDType { kFloat32, kFloat64, kInt64, kInt32, kUint8 };
+size_t comm_dtype_size(CommDType t);
+
+// One collective in flight. wait() finishes it (MPI: blocks until done; NCCL: makes the
+// compute stream wait for it and checks the communicator's health). Destroying a work
+// that was never waited for waits for it first.
+class CommWork {
+ public:
+  virtual ~CommWork() = default;
+  virtual Status wait() = 0;
+};
+using CommWorkPtr = std::unique_ptr<CommWork>;
 
 class Communicator {
  public:
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
-  virtual std::string name() const = 0;  // "mpi"
+  virtual std::string name() const = 0;  // "mpi", "nccl", "mpi (host-staged)"
+  // Where collective buffers live: kCpu for MPI, kCuda for NCCL and host-staged.
+  virtual Device buffer_device() const = 0;
 
   // In place: buf[0..count) = op over ranks of buf.
-  virtual Status all_reduce(void* buf, int64_t count, CommDType dtype, ReduceOp op) = 0;
+  virtual StatusOr<CommWorkPtr> all_reduce_async(void* buf, int64_t count, CommDType dtype, ReduceOp op) = 0;
   // buf[0..count) of `root` copied to every rank.
-  virtual Status broadcast(void* buf, int64_t count, CommDType dtype, int root) = 0;
+  virtual StatusOr<CommWorkPtr> broadcast_async(void* buf, int64_t count, CommDType dtype, int root) = 0;
   // recv[r*count .. (r+1)*count) = send of rank r.
-  virtual Status all_gather(const void* send, void* recv, int64_t count, CommDType dtype) = 0;
+  virtual StatusOr<CommWorkPtr> all_gather_async(const void* send, void* recv, int64_t count, CommDType dtype) = 0;
   // recv[0..count) = op over ranks of send[rank*count .. (rank+1)*count).
-  virtual Status reduce_scatter(const void* send, void* recv, int64_t count, CommDType dtype, ReduceOp op) = 0;
+  virtual StatusOr<CommWorkPtr> reduce_scatter_async(const void* send, void* recv, int64_t count, CommDType dtype,
+                                                     ReduceOp op) = 0;
   virtual Status barrier() = 0;
+
+  // The blocking forms: issue, then wait.
+  Status all_reduce(void* buf, int64_t count, CommDType dtype, ReduceOp op) {
+    return finish(all_reduce_async(buf, count, dtype, op));
+  }
+  Status broadcast(void* buf, int64_t count, CommDType dtype, int root) {
+    return finish(broadcast_async(buf, count, dtype, root));
+  }
+  Status all_gather(const void* send, void* recv, int64_t count, CommDType dtype) {
+    return finish(all_gather_async(send, recv, count, dtype));
+  }
+  Status reduce_scatter(const void* send, void* recv, int64_t count, CommDType dtype, ReduceOp op) {
+    return finish(reduce_scatter_async(send, recv, count, dtype, op));
+  }
+
   // Ends every rank of the job with `exit_code`. Does not return.
   [[noreturn]] virtual void abort(int exit_code) = 0;
+
+ private:
+  static Status finish(StatusOr<CommWorkPtr> work) {
+    if (!work.ok()) return work.status();
+    return work.value()->wait();
+  }
 };
 
 }  // namespace shardtrain

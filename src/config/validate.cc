@@ -112,6 +112,16 @@ Status validate_checkpoint(const config::CheckpointConfig& c) {
   return Status::Ok();
 }
 
+Status validate_comm(const config::JobConfig& cfg) {
+  const config::CommConfig& c = cfg.comm();
+  RETURN_IF_ERROR(check_non_negative("comm.bucket_mb", c.bucket_mb()));
+  RETURN_IF_ERROR(check_non_negative("comm.timeout_s", c.timeout_s()));
+  if (c.backend() == config::CommConfig::BACKEND_NCCL && cfg.device() != config::JobConfig::DEVICE_CUDA)
+    return Status::InvalidArgument("comm.backend=NCCL needs device=cuda (NCCL moves GPU buffers); "
+                                   "use comm.backend=AUTO or MPI for CPU ranks");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status validate_config(const config::JobConfig& cfg) {
@@ -120,6 +130,7 @@ Status validate_config(const config::JobConfig& cfg) {
   RETURN_IF_ERROR(validate_optimizer(cfg.optimizer()));
   RETURN_IF_ERROR(validate_train(cfg.train()));
   RETURN_IF_ERROR(validate_checkpoint(cfg.checkpoint()));
+  RETURN_IF_ERROR(validate_comm(cfg));
   return Status::Ok();
 }
 

@@ -268,7 +268,7 @@ Status Trainer::run(bool* all_ranks) {
     ctx.sample_offset = batch.sample_offset;
     ctx.global_batch = batch.global_size;
     BatchResult r = model_->forward_backward(ctx, batch.images.data(), batch.labels.data(), batch.size, grad_scale);
-    backend_->synchronize();
+    RETURN_IF_ERROR(backend_->synchronize());
     RETURN_IF_ERROR(comm_.all_reduce(grads.f32(), grads.numel(), CommDType::kFloat32, ReduceOp::kSum));
 
     const bool log_now = (step + 1) % tc.log_every() == 0 || step + 1 == total_steps_;

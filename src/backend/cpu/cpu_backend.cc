@@ -44,8 +44,12 @@ Tensor CpuBackend::alloc(const Shape& shape, DType dtype) {
   return Tensor(shape, dtype, Device::kCpu, std::shared_ptr<void>(p, std::free));
 }
 
-void CpuBackend::copy_from_host(Tensor& dst, const void* src) { std::memcpy(dst.data<char>(), src, dst.nbytes()); }
-void CpuBackend::copy_to_host(const Tensor& src, void* dst) { std::memcpy(dst, src.data<char>(), src.nbytes()); }
+void CpuBackend::memcpy_from_host(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0 && dst != src) std::memcpy(dst, src, bytes);
+}
+void CpuBackend::memcpy_to_host(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0 && dst != src) std::memcpy(dst, src, bytes);
+}
 void CpuBackend::copy(const Tensor& src, Tensor& dst) {
   if (src.data<char>() != dst.data<char>()) std::memcpy(dst.data<char>(), src.data<char>(), dst.nbytes());
 }

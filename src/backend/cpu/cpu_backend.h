@@ -12,14 +12,17 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int threads);
   Device device() const override { return Device::kCpu; }
   std::string name() const override;
+  std::string device_identity() const override { return "cpu"; }
   int threads() const { return threads_; }
 
   Tensor alloc(const Shape& shape, DType dtype) override;
-  void copy_from_host(Tensor& dst, const void* src) override;
-  void copy_to_host(const Tensor& src, void* dst) override;
+  void memcpy_from_host(void* dst, const void* src, size_t bytes) override;
+  void memcpy_to_host(void* dst, const void* src, size_t bytes) override;
   void copy(const Tensor& src, Tensor& dst) override;
   void fill(Tensor& t, float value) override;
-  void synchronize() override {}
+  // CPU primitives run synchronously and cannot fail after their arguments were checked.
+  Status synchronize() override { return Status::Ok(); }
+  Status status() const override { return Status::Ok(); }
 
   void gemm(GemmOp op_a, GemmOp op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
             const float* b, float beta, float* c) override;
@@ -51,6 +54,8 @@ class CpuBackend final : public Backend {
   void sgd_step(float* p, const float* g, float* momentum_buf, int64_t n, const SgdParams& hp,
                 bool first_step) override;
   void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWParams& hp) override;
+  void grad_bucket_pack(const GradSegment* segs, int count, float scale, float* flat) override;
+  void grad_bucket_unpack(const float* flat, float scale, const GradSegment* segs, int count) override;
 
  private:
   int threads_;

@@ -43,30 +43,70 @@ StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::create(MPI_Comm comm
   return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(comm, rank, size));
 }
 
-Status MpiCommunicator::all_reduce(void* buf, int64_t count, CommDType dtype, ReduceOp op) {
-  RETURN_IF_ERROR(check_count(count, "all_reduce"));
-  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, static_cast<int>(count), to_mpi(dtype), to_mpi(op), comm_));
-  return Status::Ok();
+namespace {
+
+// One non-blocking MPI collective. `what` names it in errors.
+class MpiWork final : public CommWork {
+ public:
+  explicit MpiWork(const char* what) : what_(what) {}
+  ~MpiWork() override {
+    if (request_ != MPI_REQUEST_NULL) (void)wait();
+  }
+  MPI_Request* request() { return &request_; }
+  Status wait() override {
+    if (request_ == MPI_REQUEST_NULL) return Status::Ok();  // already waited
+    const int rc = MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    request_ = MPI_REQUEST_NULL;
+    if (rc != MPI_SUCCESS)
+      return Status::Internal(std::string("MPI ") + what_ + " failed: " + mpi_error_string(rc));
+    return Status::Ok();
+  }
+
+ private:
+  const char* what_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+};
+
+// Starts `start(request)`; a failure to start is reported with the collective's name.
+template <typename Start>
+StatusOr<CommWorkPtr> issue(const char* what, int64_t count, Start start) {
+  RETURN_IF_ERROR(check_count(count, what));
+  auto work = std::make_unique<MpiWork>(what);
+  const int rc = start(work->request());
+  if (rc != MPI_SUCCESS) {
+    *work->request() = MPI_REQUEST_NULL;
+    return Status::Internal(std::string("MPI ") + what + " failed to start: " + mpi_error_string(rc));
+  }
+  return CommWorkPtr(std::move(work));
 }
 
-Status MpiCommunicator::broadcast(void* buf, int64_t count, CommDType dtype, int root) {
-  RETURN_IF_ERROR(check_count(count, "broadcast"));
-  MPI_CHECK(MPI_Bcast(buf, static_cast<int>(count), to_mpi(dtype), root, comm_));
-  return Status::Ok();
+}  // namespace
+
+StatusOr<CommWorkPtr> MpiCommunicator::all_reduce_async(void* buf, int64_t count, CommDType dtype, ReduceOp op) {
+  return issue("all_reduce", count, [&](MPI_Request* r) {
+    return MPI_Iallreduce(MPI_IN_PLACE, buf, static_cast<int>(count), to_mpi(dtype), to_mpi(op), comm_, r);
+  });
 }
 
-Status MpiCommunicator::all_gather(const void* send, void* recv, int64_t count, CommDType dtype) {
-  RETURN_IF_ERROR(check_count(count, "all_gather"));
-  MPI_CHECK(MPI_Allgather(send, static_cast<int>(count), to_mpi(dtype), recv, static_cast<int>(count),
-                          to_mpi(dtype), comm_));
-  return Status::Ok();
+StatusOr<CommWorkPtr> MpiCommunicator::broadcast_async(void* buf, int64_t count, CommDType dtype, int root) {
+  return issue("broadcast", count, [&](MPI_Request* r) {
+    return MPI_Ibcast(buf, static_cast<int>(count), to_mpi(dtype), root, comm_, r);
+  });
 }
 
-Status MpiCommunicator::reduce_scatter(const void* send, void* recv, int64_t count, CommDType dtype,
-                                       ReduceOp op) {
-  RETURN_IF_ERROR(check_count(count, "reduce_scatter"));
-  MPI_CHECK(MPI_Reduce_scatter_block(send, recv, static_cast<int>(count), to_mpi(dtype), to_mpi(op), comm_));
-  return Status::Ok();
+StatusOr<CommWorkPtr> MpiCommunicator::all_gather_async(const void* send, void* recv, int64_t count,
+                                                        CommDType dtype) {
+  return issue("all_gather", count, [&](MPI_Request* r) {
+    return MPI_Iallgather(send, static_cast<int>(count), to_mpi(dtype), recv, static_cast<int>(count),
+                          to_mpi(dtype), comm_, r);
+  });
+}
+
+StatusOr<CommWorkPtr> MpiCommunicator::reduce_scatter_async(const void* send, void* recv, int64_t count,
+                                                            CommDType dtype, ReduceOp op) {
+  return issue("reduce_scatter", count, [&](MPI_Request* r) {
+    return MPI_Ireduce_scatter_block(send, recv, static_cast<int>(count), to_mpi(dtype), to_mpi(op), comm_, r);
+  });
 }
 
 Status MpiCommunicator::barrier() {

@@ -1,9 +1,10 @@
 // MpiCommunicator: Communicator over MPI with host buffers. Used by CPU ranks, and by
 // GPU ranks that cannot use NCCL (host-staged), e.g. several ranks on one GPU.
 //
-// Reductions of float buffers go through MPI's own algorithms, whose combination order
-// is fixed for a given world size and message size in Open MPI's tuned component, so
-// repeated runs are reproducible; the trainer relies on that for bitwise resume.
+// Collectives are MPI's non-blocking ones (MPI_Iallreduce, ...); the blocking forms wait
+// at once. Their combination order is fixed for a given world size and message size
+// (Open MPI's libnbc schedules), so repeated runs are reproducible; the trainer relies on
+// that for bitwise resume.
 #pragma once
 
 #include <mpi.h>
@@ -22,11 +23,14 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int world_size() const override { return size_; }
   std::string name() const override { return "mpi"; }
+  Device buffer_device() const override { return Device::kCpu; }
+  MPI_Comm mpi_comm() const { return comm_; }
 
-  Status all_reduce(void* buf, int64_t count, CommDType dtype, ReduceOp op) override;
-  Status broadcast(void* buf, int64_t count, CommDType dtype, int root) override;
-  Status all_gather(const void* send, void* recv, int64_t count, CommDType dtype) override;
-  Status reduce_scatter(const void* send, void* recv, int64_t count, CommDType dtype, ReduceOp op) override;
+  StatusOr<CommWorkPtr> all_reduce_async(void* buf, int64_t count, CommDType dtype, ReduceOp op) override;
+  StatusOr<CommWorkPtr> broadcast_async(void* buf, int64_t count, CommDType dtype, int root) override;
+  StatusOr<CommWorkPtr> all_gather_async(const void* send, void* recv, int64_t count, CommDType dtype) override;
+  StatusOr<CommWorkPtr> reduce_scatter_async(const void* send, void* recv, int64_t count, CommDType dtype,
+                                             ReduceOp op) override;
   Status barrier() override;
   [[noreturn]] void abort(int exit_code) override;
 
