@@ -31,7 +31,8 @@ class MpiRuntime {
   ~MpiRuntime();
 
   const Topology& topology() const { return topo_; }
-  Communicator& comm() { return *comm_; }
+  // MPI over host buffers: agreement, metrics, and CPU ranks' gradients.
+  MpiCommunicator& comm() { return *comm_; }
   bool is_root() const { return topo_.rank == 0; }
 
   // Prints `s` once (rank 0) and returns `code` for the caller to return.

@@ -1,1 +1,100 @@
-// placeholder: being written
+#include "comm/grad_bucketer.h"
+
+#include <cstdint>
+
+namespace shardtrain {
+
+std::vector<GradBucket> grad_bucket_layout(const std::vector<GradTensor>& tensors, int64_t cap_bytes) {
+  std::vector<GradBucket> out;
+  const int64_t cap = cap_bytes > 0 ? cap_bytes / static_cast<int64_t>(sizeof(float)) : INT64_MAX;
+  for (int i = static_cast<int>(tensors.size()) - 1; i >= 0; --i) {
+    const GradTensor& t = tensors[i];
+    // Join the open bucket unless that takes it past the cap (a bucket holding nothing
+    // yet takes any tensor, so an oversized tensor gets a bucket of its own).
+    if (!out.empty() && (out.back().numel == 0 || out.back().numel + t.numel <= cap)) {
+      GradBucket& b = out.back();
+      b.contiguous = b.contiguous && t.offset + t.numel == tensors[b.first].offset;
+      b.first = i;
+      b.numel += t.numel;
+      continue;
+    }
+    out.push_back(GradBucket{i, i, t.numel, true, 0});
+  }
+  // Offsets: the flat range for views, consecutive staging ranges for the rest.
+  int64_t staging = 0;
+  for (GradBucket& b : out) {
+    if (b.contiguous) {
+      b.offset = tensors[b.first].offset;
+    } else {
+      b.offset = staging;
+      staging += b.numel;
+    }
+  }
+  return out;
+}
+
+int64_t grad_bucket_staging_numel(const std::vector<GradBucket>& layout) {
+  int64_t n = 0;
+  for (const GradBucket& b : layout)
+    if (!b.contiguous) n += b.numel;
+  return n;
+}
+
+GradReducer::GradReducer(Communicator& comm, Backend& backend, float* flat_grads, std::vector<GradTensor> tensors,
+                         int64_t cap_bytes)
+    : comm_(comm), backend_(backend), flat_(flat_grads), tensors_(std::move(tensors)) {
+  layout_ = grad_bucket_layout(tensors_, cap_bytes);
+  const int64_t staging = grad_bucket_staging_numel(layout_);
+  if (staging > 0) staging_ = backend_.alloc({staging});
+}
+
+Status GradReducer::issue(size_t b) {
+  const GradBucket& bk = layout_[b];
+  float* buf = flat_ + bk.offset;
+  if (!bk.contiguous) {
+    // Pack in layout order (tensors first..last), the order unpack uses.
+    segments_.clear();
+    for (int t = bk.first; t <= bk.last; ++t) segments_.push_back({flat_ + tensors_[t].offset, tensors_[t].numel});
+    buf = staging_.f32() + bk.offset;
+    backend_.grad_bucket_pack(segments_.data(), static_cast<int>(segments_.size()), 1.0f, buf);
+  }
+  auto work = comm_.all_reduce_async(buf, bk.numel, CommDType::kFloat32, ReduceOp::kSum);
+  if (!work.ok()) return work.status().WithContext("gradient bucket " + std::to_string(b));
+  in_flight_.push_back(std::move(work).value());
+  return Status::Ok();
+}
+
+void GradReducer::ready_from(int first_ready) {
+  while (error_.ok() && next_ < layout_.size() && layout_[next_].first >= first_ready) {
+    error_ = issue(next_);
+    ++next_;
+  }
+}
+
+Status GradReducer::finish() {
+  while (error_.ok() && next_ < layout_.size()) {
+    error_ = issue(next_);
+    ++next_;
+  }
+  // Wait for every issued work, even after an error, so no buffer is still in use.
+  for (CommWorkPtr& w : in_flight_) {
+    Status s = w->wait();
+    if (error_.ok() && !s.ok()) error_ = s;
+  }
+  in_flight_.clear();
+  if (error_.ok()) {
+    for (const GradBucket& bk : layout_) {
+      if (bk.contiguous) continue;
+      segments_.clear();
+      for (int t = bk.first; t <= bk.last; ++t) segments_.push_back({flat_ + tensors_[t].offset, tensors_[t].numel});
+      backend_.grad_bucket_unpack(staging_.f32() + bk.offset, 1.0f, segments_.data(),
+                                  static_cast<int>(segments_.size()));
+    }
+  }
+  Status out = error_;
+  error_ = Status::Ok();
+  next_ = 0;
+  return out;
+}
+
+}  // namespace shardtrain

@@ -34,6 +34,7 @@ StatusOr<std::unique_ptr<Model>> Model::build(const config::ModelConfig& cfg, co
   int64_t total = 0;
   std::set<std::string> names;
   for (size_t i = 0; i < specs.size(); ++i) {
+    m->layer_first_param_.push_back(static_cast<int>(m->params_.size()));
     for (const ParamSpec& s : specs[i]) {
       ParamInfo p{m->layers_[i]->name() + "." + s.name, s.shape, total, s.fan_in};
       if (!names.insert(p.name).second)
@@ -85,41 +86,51 @@ void Model::ensure_batch(int64_t n) {
   losses_ = be_.alloc({n});
 }
 
-BatchResult Model::forward(const ForwardContext& ctx, const float* images, const int32_t* labels, int64_t n) {
+void Model::forward(const ForwardContext& ctx, const float* images, const int32_t* labels, int64_t n) {
   ensure_batch(n);
   be_.copy_from_host(acts_[0], images);
   be_.copy_from_host(labels_, labels);
   for (size_t i = 0; i < layers_.size(); ++i) layers_[i]->forward(ctx, acts_[i], acts_[i + 1]);
-  const Tensor& logits = acts_.back();
-  be_.softmax_xent_forward(logits.f32(), labels_.data<int32_t>(), n, num_classes_, probs_.f32(), losses_.f32());
+  be_.softmax_xent_forward(acts_.back().f32(), labels_.data<int32_t>(), n, num_classes_, probs_.f32(),
+                           losses_.f32());
+}
+
+BatchResult Model::batch_stats(int64_t n) {
   BatchResult r;
   r.samples = n;
   r.loss_sum = be_.sum(losses_.f32(), n);
-  r.correct = be_.count_correct(logits.f32(), labels_.data<int32_t>(), n, num_classes_);
+  r.correct = be_.count_correct(acts_.back().f32(), labels_.data<int32_t>(), n, num_classes_);
   return r;
 }
 
 BatchResult Model::forward_backward(const ForwardContext& ctx, const float* images, const int32_t* labels, int64_t n,
-                                    float grad_scale) {
+                                    float grad_scale, const GradsReadyFn& grads_ready) {
   if (n == 0) {  // a rank with no samples in a short batch contributes zero gradients
     be_.fill(flat_grads_, 0.0f);
+    if (grads_ready) grads_ready(0);
     return {};
   }
-  BatchResult r = forward(ctx, images, labels, n);
+  forward(ctx, images, labels, n);
   be_.softmax_xent_backward(probs_.f32(), labels_.data<int32_t>(), n, num_classes_, grad_scale,
                             grads_.back().f32());
   for (size_t i = layers_.size(); i-- > 0;) {
     Tensor* dx = i > 0 ? &grads_[i] : nullptr;  // no gradient w.r.t. the input images
     layers_[i]->backward(ctx, acts_[i], acts_[i + 1], grads_[i + 1], dx);
+    const bool has_params = layer_first_param_[i] < (i + 1 < layers_.size() ? layer_first_param_[i + 1]
+                                                                            : static_cast<int>(params_.size()));
+    if (grads_ready && has_params) grads_ready(layer_first_param_[i]);
   }
-  return r;
+  // Backward reads probs and logits but never writes them: the stats are still this
+  // batch's, and reading them only now keeps the device busy meanwhile.
+  return batch_stats(n);
 }
 
 BatchResult Model::evaluate(const float* images, const int32_t* labels, int64_t n) {
   if (n == 0) return {};
   ForwardContext ctx;
   ctx.training = false;
-  return forward(ctx, images, labels, n);
+  forward(ctx, images, labels, n);
+  return batch_stats(n);
 }
 
 }  // namespace shardtrain

@@ -8,6 +8,7 @@
 // Thread-safety: none; owned and used by the trainer thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,12 @@ struct BatchResult {
   int64_t samples = 0;
 };
 
+// Called during backward, right after a layer's backward was issued: every parameter
+// gradient with index >= first_param (params() order) is now final for this step. On a
+// GPU "final" means issued on the backend's stream, which is what a communicator that
+// orders itself after that stream needs.
+using GradsReadyFn = std::function<void(int first_param)>;
+
 class Model {
  public:
   // `sample_shape` is one input sample's shape (e.g. {1, 28, 28}); the last layer must
@@ -49,8 +56,9 @@ class Model {
 
   // Forward, loss and backward on a local batch of n samples (host arrays), leaving the
   // parameter gradients (scaled by grad_scale, e.g. 1/global_batch) in flat_grads().
+  // grads_ready (optional) is told as backward finishes each layer with parameters.
   BatchResult forward_backward(const ForwardContext& ctx, const float* images, const int32_t* labels, int64_t n,
-                               float grad_scale);
+                               float grad_scale, const GradsReadyFn& grads_ready = {});
   // Forward and loss only (ctx.training = false).
   BatchResult evaluate(const float* images, const int32_t* labels, int64_t n);
 
@@ -58,12 +66,16 @@ class Model {
   explicit Model(Backend& backend) : be_(backend) {}
   // Makes activations for batch size n (reallocated only when n changes).
   void ensure_batch(int64_t n);
-  BatchResult forward(const ForwardContext& ctx, const float* images, const int32_t* labels, int64_t n);
+  void forward(const ForwardContext& ctx, const float* images, const int32_t* labels, int64_t n);
+  // Loss sum and correct count of the last forward (reads them back to the host, so on a
+  // GPU it waits for the work issued so far: call it after issuing backward).
+  BatchResult batch_stats(int64_t n);
 
   Backend& be_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> shapes_;  // per-sample shapes: shapes_[0] input, shapes_[i+1] layer i output
   std::vector<ParamInfo> params_;
+  std::vector<int> layer_first_param_;  // index into params_ of each layer's first parameter
   int64_t num_classes_ = 0;
   Tensor flat_params_, flat_grads_;
 

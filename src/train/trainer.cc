@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "comm/agree.h"
+#include "comm/make_communicator.h"
 #include "config/config.h"
 #include "core/log.h"
 #include "train/evaluate.h"
@@ -40,12 +41,12 @@ Status write_file_atomic(const std::string& path, const std::string& text) {
 }  // namespace
 
 Trainer::Trainer(const config::JobConfig& cfg, const TrainerOptions& opts, const Topology& topo,
-                 Communicator& comm)
-    : cfg_(cfg), config_text_(config_to_text(cfg)), opts_(opts), topo_(topo), comm_(comm) {}
+                 MpiCommunicator& control)
+    : cfg_(cfg), config_text_(config_to_text(cfg)), opts_(opts), topo_(topo), comm_(control) {}
 
 StatusOr<std::unique_ptr<Trainer>> Trainer::create(const config::JobConfig& cfg, const TrainerOptions& opts,
-                                                   const Topology& topo, Communicator& comm) {
-  std::unique_ptr<Trainer> t(new Trainer(cfg, opts, topo, comm));
+                                                   const Topology& topo, MpiCommunicator& control) {
+  std::unique_ptr<Trainer> t(new Trainer(cfg, opts, topo, control));
   RETURN_IF_ERROR(t->setup());
   return t;
 }
@@ -127,6 +128,14 @@ void Trainer::warn_on_changed_data_config(const std::string& path, const Checkpo
 }
 
 Status Trainer::restore() {
+  // The device communicator is made here rather than in setup(): making it is collective,
+  // and setup() may fail on one rank alone.
+  ASSIGN_OR_RETURN(grad_comm_, make_device_communicator(cfg_.comm(), *backend_, comm_, topo_));
+  std::vector<GradTensor> tensors;
+  for (const ParamInfo& p : model_->params()) tensors.push_back({p.offset, shape_numel(p.shape)});
+  reducer_ = std::make_unique<GradReducer>(*grad_comm_, *backend_, model_->flat_grads().f32(), std::move(tensors),
+                                           static_cast<int64_t>(cfg_.comm().bucket_mb() * (1 << 20)));
+
   const bool root = topo_.rank == 0;
   std::string path;
   Status st;
@@ -240,7 +249,7 @@ Status Trainer::run(bool* all_ranks) {
   // Every replica starts from rank 0's parameters (identical by construction; this makes
   // it so even if a future init path were not).
   Tensor& params = model_->flat_params();
-  RETURN_IF_ERROR(comm_.broadcast(params.f32(), params.numel(), CommDType::kFloat32, 0));
+  RETURN_IF_ERROR(grad_comm_->broadcast(params.f32(), params.numel(), CommDType::kFloat32, 0));
 
   if (topo_.rank == 0) {
     std::printf("shardtrain: %s | %d rank(s) | %s | %lld steps, global batch %lld (%lld per rank)\n%s\n",
@@ -267,15 +276,17 @@ Status Trainer::run(bool* all_ranks) {
     ctx.step = step;
     ctx.sample_offset = batch.sample_offset;
     ctx.global_batch = batch.global_size;
-    BatchResult r = model_->forward_backward(ctx, batch.images.data(), batch.labels.data(), batch.size, grad_scale);
-    RETURN_IF_ERROR(backend_->synchronize());
-    RETURN_IF_ERROR(comm_.all_reduce(grads.f32(), grads.numel(), CommDType::kFloat32, ReduceOp::kSum));
+    // Buckets of gradients are summed over ranks as backward produces them.
+    BatchResult r = model_->forward_backward(ctx, batch.images.data(), batch.labels.data(), batch.size, grad_scale,
+                                             [this](int first) { reducer_->ready_from(first); });
+    RETURN_IF_ERROR(reducer_->finish());
 
     const bool log_now = (step + 1) % tc.log_every() == 0 || step + 1 == total_steps_;
     double grad_norm = 0;
     if (cfg_.optimizer().clip_grad_norm() > 0 || log_now)
       grad_norm = clip_grad_norm(*backend_, grads, cfg_.optimizer().clip_grad_norm());
     const float lr = opt_->step(step);
+    RETURN_IF_ERROR(backend_->status());  // a device fault in this step (no wait)
 
     progress_.step = step + 1;
     progress_.samples_seen += batch.global_size;

@@ -1,9 +1,14 @@
 // Trainer: data-parallel training of one model replica per rank.
 //
 // Each step: every rank reads its slice of the global batch, runs forward/backward with
-// gradients scaled by 1/global_batch, the flat gradient buffer is summed over ranks (one
-// all-reduce), optionally clipped by global norm, and every rank takes the same optimizer
-// step, so replicas stay identical without ever broadcasting parameters again.
+// gradients scaled by 1/global_batch, the flat gradient buffer is summed over ranks in
+// buckets issued while backward runs (comm/grad_bucketer.h), optionally clipped by global
+// norm, and every rank takes the same optimizer step, so replicas stay identical without
+// ever broadcasting parameters again.
+//
+// Two communicators: `control` (MPI over host memory) for agreement, metrics and
+// evaluation sums; the device communicator (comm/make_communicator.h: MPI for CPU ranks,
+// NCCL or host-staged MPI for GPU ranks) for parameters and gradients.
 //
 // Determinism: init, shuffling and dropout are counter-based from the seed, the data
 // position and optimizer step are checkpointed, and reductions have fixed orders — so a
@@ -12,8 +17,8 @@
 //
 // Usage (every rank):
 //   create()  -> local errors only; the caller agrees on them across ranks;
-//   restore() -> collective, after that agreement: rank 0 picks the checkpoint to start
-//                from (or none), every rank loads it, and ranks check they agree on the
+//   restore() -> collective, after that agreement: connects the device communicator,
+//                rank 0 picks the checkpoint to start from (or none), every rank loads it, and ranks check they agree on the
 //                position; the returned Status is the same on every rank;
 //   run()     -> collective. On failure `*all_ranks` says whether every rank returns
 //                the same error (then each may exit cleanly); otherwise the failure is
@@ -27,6 +32,8 @@
 
 #include "checkpoint/manager.h"
 #include "comm/communicator.h"
+#include "comm/grad_bucketer.h"
+#include "comm/mpi/mpi_communicator.h"
 #include "comm/mpi/topology.h"
 #include "config/shardtrain.pb.h"
 #include "data/loader.h"
@@ -45,12 +52,12 @@ struct TrainerOptions {
 class Trainer {
  public:
   static StatusOr<std::unique_ptr<Trainer>> create(const config::JobConfig& cfg, const TrainerOptions& opts,
-                                                   const Topology& topo, Communicator& comm);
+                                                   const Topology& topo, MpiCommunicator& control);
   Status restore();
   Status run(bool* all_ranks);
 
  private:
-  Trainer(const config::JobConfig& cfg, const TrainerOptions& opts, const Topology& topo, Communicator& comm);
+  Trainer(const config::JobConfig& cfg, const TrainerOptions& opts, const Topology& topo, MpiCommunicator& control);
   Status setup();
   StatusOr<std::string> resolve_resume_path();  // rank 0 only
   void warn_on_changed_data_config(const std::string& path, const CheckpointData& ckpt) const;
@@ -62,13 +69,15 @@ class Trainer {
   std::string config_text_;
   TrainerOptions opts_;
   Topology topo_;
-  Communicator& comm_;
+  MpiCommunicator& comm_;  // control: host buffers
 
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<ShardedLoader> train_data_, test_data_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> opt_;
   std::unique_ptr<CheckpointManager> ckpt_;
+  std::unique_ptr<Communicator> grad_comm_;  // device buffers (made in restore(): collective)
+  std::unique_ptr<GradReducer> reducer_;
   MetricsLog metrics_;
 
   int64_t total_steps_ = 0;
