@@ -82,7 +82,8 @@ class Backend {
   // Zero-filled tensor on this device. Throws std::bad_alloc when memory runs out.
   virtual Tensor alloc(const Shape& shape, DType dtype = DType::kFloat32) = 0;
   // Raw copies between host memory and this device's memory, ordered on the compute
-  // stream. memcpy_to_host returns when the bytes are on the host.
+  // stream. memcpy_from_host returns when `src` may be reused (the bytes are on the device
+  // or staged by the driver); memcpy_to_host returns when the bytes are on the host.
   virtual void memcpy_from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void memcpy_to_host(void* dst, const void* src, size_t bytes) = 0;
   // Copies dst.nbytes() bytes.
@@ -153,7 +154,7 @@ class Backend {
 
   // ---- gradient buckets: many tensors <-> one flat buffer (what one collective moves)
   // Segment s is segs[s].numel floats at segs[s].data; in the flat buffer they lie back
-  // to back in segment order. pack: flat = scale * concat(segments); unpack: each segment
+  // to back in segment order. `segs` itself is a host array (of device pointers). pack: flat = scale * concat(segments); unpack: each segment
   // = scale * its part of flat. Segments must not overlap flat.
   virtual void grad_bucket_pack(const GradSegment* segs, int count, float scale, float* flat) = 0;
   virtual void grad_bucket_unpack(const float* flat, float scale, const GradSegment* segs, int count) = 0;

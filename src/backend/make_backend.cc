@@ -1,6 +1,9 @@
 #include "backend/make_backend.h"
 
 #include "backend/cpu/cpu_backend.h"
+#if SHARDTRAIN_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 namespace shardtrain {
 
@@ -8,14 +11,15 @@ StatusOr<std::unique_ptr<Backend>> make_backend(const BackendOptions& opts) {
   switch (opts.device) {
     case Device::kCpu:
       return std::unique_ptr<Backend>(new CpuBackend(opts.threads));
-    case Device::kCuda:
+    case Device::kCuda: {
 #if SHARDTRAIN_CUDA
-      // The CUDA backend (kernels/, backend/cuda/) is the next issue; the build option
-      // and this branch are where it plugs in.
-      return Status::Unavailable("device=cuda: the CUDA backend is not implemented in this build yet");
+      // Unavailable (with the reason) when this node has no usable GPU.
+      ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> cuda, CudaBackend::create(opts.local_rank));
+      return std::unique_ptr<Backend>(std::move(cuda));
 #else
       return Status::Unavailable("device=cuda: shardtrain was built with -DSHARDTRAIN_CUDA=OFF");
 #endif
+    }
   }
   return Status::InvalidArgument("unknown device");
 }
