@@ -40,7 +40,27 @@ StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::create(MPI_Comm comm
     return Status::Ok();
   };
   RETURN_IF_ERROR(init());
-  return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(comm, rank, size));
+  return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(comm, rank, size, /*owned=*/false));
+}
+
+StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::create_dup(MPI_Comm comm) {
+  MPI_Comm dup = MPI_COMM_NULL;
+  const int rc = MPI_Comm_dup(comm, &dup);
+  if (rc != MPI_SUCCESS) return Status::Internal("MPI_Comm_dup failed: " + mpi_error_string(rc));
+  auto wrapped = create(dup);
+  if (!wrapped.ok()) {
+    MPI_Comm_free(&dup);  // best effort: the error above is the one to report
+    return wrapped.status();
+  }
+  wrapped.value()->owned_ = true;
+  return wrapped;
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  // A destructor cannot report a failure, and freeing only returns resources.
+  if (owned_ && !finalized) MPI_Comm_free(&comm_);  // MPI_Comm_dup'ed by create_dup
 }
 
 namespace {

@@ -19,6 +19,10 @@ class MpiCommunicator final : public Communicator {
  public:
   // Wraps (does not own or free) `comm`. REQUIRES: MPI initialised.
   static StatusOr<std::unique_ptr<MpiCommunicator>> create(MPI_Comm comm);
+  // Over a private duplicate of `comm` (MPI_Comm_dup, so its messages never match those
+  // of `comm`), freed when the communicator dies. Collective over `comm`.
+  static StatusOr<std::unique_ptr<MpiCommunicator>> create_dup(MPI_Comm comm);
+  ~MpiCommunicator() override;
 
   int rank() const override { return rank_; }
   int world_size() const override { return size_; }
@@ -35,10 +39,12 @@ class MpiCommunicator final : public Communicator {
   [[noreturn]] void abort(int exit_code) override;
 
  private:
-  MpiCommunicator(MPI_Comm comm, int rank, int size) : comm_(comm), rank_(rank), size_(size) {}
+  MpiCommunicator(MPI_Comm comm, int rank, int size, bool owned)
+      : comm_(comm), rank_(rank), size_(size), owned_(owned) {}
   MPI_Comm comm_;
   int rank_;
   int size_;
+  bool owned_;
 };
 
 }  // namespace shardtrain

@@ -1,1 +1,298 @@
-// placeholder: being written
+// NcclCommunicator: collectives on device buffers with NCCL, one GPU per rank.
+//
+// Streams: collectives run on a dedicated non-blocking stream of the highest priority,
+// so gradient all-reduces overlap backward compute on the backend's stream. Each
+// collective records `ready_` on the compute stream and makes the comm stream wait for it
+// (the buffer is complete), enqueues the NCCL call, and records a per-collective `done`
+// event; wait() makes the compute stream wait for `done` without blocking the host.
+//
+// Failure (Horovod's rule: never leave a rank hanging): the communicator is non-blocking
+// (config.blocking = 0), so no NCCL call blocks the host; calls answering ncclInProgress
+// are polled, bounded by timeout_s. A watchdog thread checks every in-flight collective's
+// done event and NCCL's asynchronous error every 100 ms; on an error, or a collective
+// older than timeout_s, it aborts the communicator (ncclCommAbort, which also ends NCCL's
+// kernels so streams waiting on them drain) and records the error, which every later
+// call returns. The caller then ends the job with abort().
+//
+// The handle's locking and its abort-once rule live in nccl_comm_state.h.
+#include "comm/nccl/nccl_communicator.h"
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "comm/agree.h"
+#include "comm/mpi/mpi_communicator.h"
+#include "comm/nccl/nccl_check.h"
+#include "comm/nccl/nccl_comm_state.h"
+#include "core/log.h"
+
+namespace shardtrain {
+
+bool nccl_built() { return true; }
+
+namespace {
+
+using nccl_internal::Clock;
+using nccl_internal::CommState;
+using nccl_internal::EventPtr;
+using nccl_internal::kPollPeriod;
+using nccl_internal::seconds_text;
+
+constexpr auto kWatchdogPeriod = std::chrono::milliseconds(100);
+
+ncclDataType_t nccl_dtype(CommDType t) {
+  switch (t) {
+    case CommDType::kFloat32: return ncclFloat32;
+    case CommDType::kFloat64: return ncclFloat64;
+    case CommDType::kInt64: return ncclInt64;
+    case CommDType::kInt32: return ncclInt32;
+    case CommDType::kUint8: return ncclUint8;
+  }
+  return ncclFloat32;  // unreachable: every CommDType is listed
+}
+
+ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::kSum ? ncclSum : ncclMax; }
+
+StatusOr<EventPtr> make_event() {
+  cudaEvent_t e = nullptr;
+  CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return EventPtr(e, [](cudaEvent_t ev) { (void)cudaEventDestroy(ev); });
+}
+
+// One collective: wait() orders the compute stream after it (the host does not block)
+// and reports the communicator's health.
+class NcclWork final : public CommWork {
+ public:
+  NcclWork(std::shared_ptr<CommState> state, cudaStream_t compute, EventPtr done, const char* what)
+      : state_(std::move(state)), compute_(compute), done_(std::move(done)), what_(what) {}
+  ~NcclWork() override { (void)wait(); }
+
+  Status wait() override {
+    if (done_ != nullptr) {
+      const Status s = CUDA_STATUS(cudaStreamWaitEvent(compute_, done_.get(), 0));
+      done_.reset();
+      if (!s.ok()) state_->fail(s.WithContext(std::string("NCCL ") + what_ + ": ordering compute after it"));
+    }
+    return state_->health();
+  }
+
+ private:
+  std::shared_ptr<CommState> state_;
+  cudaStream_t compute_;
+  EventPtr done_;  // null once waited
+  const char* what_;
+};
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(std::shared_ptr<CommState> state, CudaBackend& backend, int rank, int size)
+      : state_(std::move(state)), compute_(backend.stream()), ordinal_(backend.ordinal()), rank_(rank),
+        size_(size) {}
+
+  ~NcclCommunicator() override {
+    if (watchdog_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(stop_mu_);
+        stopping_ = true;
+      }
+      stop_cv_.notify_all();
+      watchdog_.join();
+    }
+    state_->destroy();
+    // Nothing can report failures from here; these only release resources.
+    if (barrier_buf_ != nullptr) (void)cudaFree(barrier_buf_);
+    if (ready_ != nullptr) (void)cudaEventDestroy(ready_);
+    if (comm_stream_ != nullptr) (void)cudaStreamDestroy(comm_stream_);
+  }
+
+  // The comm stream (highest priority, so communication is not starved by compute), the
+  // ready event and the barrier's one-element buffer.
+  Status init_resources() {
+    int least = 0, greatest = 0;
+    CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    CUDA_CHECK(cudaStreamCreateWithPriority(&comm_stream_, cudaStreamNonBlocking, greatest));
+    CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    CUDA_CHECK(cudaMalloc(&barrier_buf_, sizeof(int32_t)));
+    CUDA_CHECK(cudaMemsetAsync(barrier_buf_, 0, sizeof(int32_t), comm_stream_));
+    return Status::Ok();
+  }
+
+  void start_watchdog() { watchdog_ = std::thread([this] { watchdog_loop(); }); }
+  // For setup that failed on another rank: abort the NCCL communicator, since the
+  // destructor's finalize would wait on peers that are not there.
+  void abandon(const Status& why) { state_->fail(why); }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return size_; }
+  std::string name() const override { return "nccl"; }
+  Device buffer_device() const override { return Device::kCuda; }
+
+  StatusOr<CommWorkPtr> all_reduce_async(void* buf, int64_t count, CommDType dtype, ReduceOp op) override {
+    return issue("all_reduce", count, [&](ncclComm_t c, cudaStream_t s) {
+      return ncclAllReduce(buf, buf, static_cast<size_t>(count), nccl_dtype(dtype), nccl_op(op), c, s);
+    });
+  }
+  StatusOr<CommWorkPtr> broadcast_async(void* buf, int64_t count, CommDType dtype, int root) override {
+    if (root < 0 || root >= size_)
+      return Status::InvalidArgument("NCCL broadcast: root " + std::to_string(root) + " outside [0, " +
+                                     std::to_string(size_) + ")");
+    return issue("broadcast", count, [&](ncclComm_t c, cudaStream_t s) {
+      return ncclBroadcast(buf, buf, static_cast<size_t>(count), nccl_dtype(dtype), root, c, s);
+    });
+  }
+  StatusOr<CommWorkPtr> all_gather_async(const void* send, void* recv, int64_t count, CommDType dtype) override {
+    return issue("all_gather", count, [&](ncclComm_t c, cudaStream_t s) {
+      return ncclAllGather(send, recv, static_cast<size_t>(count), nccl_dtype(dtype), c, s);
+    });
+  }
+  StatusOr<CommWorkPtr> reduce_scatter_async(const void* send, void* recv, int64_t count, CommDType dtype,
+                                             ReduceOp op) override {
+    return issue("reduce_scatter", count, [&](ncclComm_t c, cudaStream_t s) {
+      return ncclReduceScatter(send, recv, static_cast<size_t>(count), nccl_dtype(dtype), nccl_op(op), c, s);
+    });
+  }
+
+  // Every rank has arrived once a one-element all-reduce has completed on this rank's GPU.
+  Status barrier() override {
+    ASSIGN_OR_RETURN(CommWorkPtr work, all_reduce_async(barrier_buf_, 1, CommDType::kInt32, ReduceOp::kSum));
+    RETURN_IF_ERROR(work->wait());
+    const Status synced = CUDA_STATUS(cudaStreamSynchronize(comm_stream_));
+    if (!synced.ok()) state_->fail(synced.WithContext("NCCL barrier"));
+    return state_->health();
+  }
+
+  [[noreturn]] void abort(int exit_code) override {
+    state_->fail(Status::Internal("abort(" + std::to_string(exit_code) + ") called"));
+    MPI_Abort(MPI_COMM_WORLD, exit_code);
+    std::_Exit(exit_code);  // MPI_Abort should not return; make sure of it.
+  }
+
+ private:
+  // The one entry point of every collective (see the file comment for the ordering).
+  template <typename Enqueue>
+  StatusOr<CommWorkPtr> issue(const char* what, int64_t count, Enqueue enqueue) {
+    RETURN_IF_ERROR(state_->health());
+    if (count < 0)
+      return Status::InvalidArgument(std::string("NCCL ") + what + ": negative count " + std::to_string(count));
+    StatusOr<EventPtr> done = make_event();  // before the enqueue: little can fail after it
+    if (!done.ok()) return fail(what, done.status());
+    const Status ordered = [&]() -> Status {
+      CUDA_CHECK(cudaEventRecord(ready_, compute_));
+      CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, ready_, 0));
+      return Status::Ok();
+    }();
+    if (!ordered.ok()) return fail(what, ordered);
+    RETURN_IF_ERROR(state_->call(what, [&](ncclComm_t c) { return enqueue(c, comm_stream_); }));
+    const Status recorded = CUDA_STATUS(cudaEventRecord(done->get(), comm_stream_));
+    if (!recorded.ok()) return fail(what, recorded);
+    state_->track(*done, what);
+    return CommWorkPtr(new NcclWork(state_, compute_, std::move(done).value(), what));
+  }
+
+  // A CUDA failure while issuing leaves this rank out of step with the others: it is
+  // recorded (aborting the communicator) and returned.
+  Status fail(const char* what, const Status& s) {
+    state_->fail(s.WithContext(std::string("NCCL ") + what + " on rank " + std::to_string(rank_)));
+    return state_->health();
+  }
+
+  void watchdog_loop() {
+    // cudaEventQuery needs the comm's device current on this thread too.
+    const Status dev = CUDA_STATUS(cudaSetDevice(ordinal_));
+    if (!dev.ok()) {
+      state_->fail(dev.WithContext("NCCL watchdog on rank " + std::to_string(rank_)));
+      return;
+    }
+    std::unique_lock<std::mutex> lock(stop_mu_);
+    while (!stop_cv_.wait_for(lock, kWatchdogPeriod, [this] { return stopping_; })) {
+      // Said here as well as returned later: the main thread may be busy elsewhere.
+      if (state_->watch()) log_error(state_->health().message());
+    }
+  }
+
+  std::shared_ptr<CommState> state_;
+  cudaStream_t compute_;  // the backend's
+  int ordinal_, rank_, size_;
+  cudaStream_t comm_stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;
+  void* barrier_buf_ = nullptr;
+  std::thread watchdog_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+};
+
+// Non-blocking init, polled until done; bounded by timeout_s (> 0), after which the
+// half-made communicator is aborted.
+Status init_comm(ncclComm_t* out, int size, const ncclUniqueId& id, int rank, double timeout_s) {
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  ncclComm_t comm = nullptr;
+  const auto start = Clock::now();
+  ncclResult_t r = ncclCommInitRankConfig(&comm, size, id, rank, &config);
+  while (r == ncclInProgress) {
+    if (timeout_s > 0 && std::chrono::duration<double>(Clock::now() - start).count() > timeout_s) {
+      (void)ncclCommAbort(comm);
+      return Status::Internal("NCCL init on rank " + std::to_string(rank) + " did not finish within " +
+                              seconds_text(timeout_s) + ": aborted it (did every rank reach it?)");
+    }
+    std::this_thread::sleep_for(kPollPeriod);
+    const ncclResult_t q = ncclCommGetAsyncError(comm, &r);
+    if (q != ncclSuccess) r = q;
+  }
+  if (r != ncclSuccess) {
+    if (comm != nullptr) (void)ncclCommAbort(comm);
+    return Status::Internal("ncclCommInitRankConfig on rank " + std::to_string(rank) + " failed: " +
+                            nccl_error_text(r));
+  }
+  *out = comm;
+  return Status::Ok();
+}
+
+// What a rank checks before taking part in NCCL's init; rank 0 also makes the id.
+Status prepare(CudaBackend* cuda, int rank, ncclUniqueId* id) {
+  if (cuda == nullptr)
+    return Status::InvalidArgument("the NCCL communicator needs the CUDA backend (rank " + std::to_string(rank) +
+                                   " has another)");
+  CUDA_CHECK(cudaSetDevice(cuda->ordinal()));
+  if (rank == 0) NCCL_CHECK(ncclGetUniqueId(id));
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(Backend& backend, MPI_Comm comm, double timeout_s) {
+  // A private duplicate carries the setup traffic, and agreement at each step keeps one
+  // failing rank from leaving the others inside NCCL's init.
+  ASSIGN_OR_RETURN(auto ctl, MpiCommunicator::create_dup(comm));
+  const int rank = ctl->rank(), size = ctl->world_size();
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  ncclUniqueId id{};
+  RETURN_IF_ERROR(agree_on_status(*ctl, prepare(cuda, rank, &id)));
+  RETURN_IF_ERROR(ctl->broadcast(&id, sizeof(id), CommDType::kUint8, 0).WithContext("NCCL init: broadcasting the id"));
+
+  ncclComm_t nccl = nullptr;
+  Status local = init_comm(&nccl, size, id, rank, timeout_s);
+  std::unique_ptr<NcclCommunicator> made;
+  if (local.ok()) {
+    made = std::make_unique<NcclCommunicator>(std::make_shared<CommState>(nccl, rank, timeout_s), *cuda, rank, size);
+    local = made->init_resources();
+  }
+  const Status agreed = agree_on_status(*ctl, local);
+  if (!agreed.ok()) {
+    if (made != nullptr) made->abandon(agreed);
+    return agreed;
+  }
+  made->start_watchdog();
+  return std::unique_ptr<Communicator>(std::move(made));
+}
+
+}  // namespace shardtrain

@@ -55,7 +55,7 @@ TEST(GradBucketLayout, OversizedTensorGetsItsOwnBucket) {
 
 TEST(GradBucketLayout, EveryTensorInExactlyOneBucket) {
   const std::vector<int64_t> sizes = {7, 0, 300, 12, 12, 0, 5000, 1, 64};
-  for (int64_t cap : {int64_t{0}, 16 * kF, 100 * kF, 400 * kF, 1 << 20}) {
+  for (int64_t cap : {int64_t{0}, 16 * kF, 100 * kF, 400 * kF, int64_t{1} << 20}) {
     auto b = grad_bucket_layout(adjacent(sizes), cap);
     std::vector<int> owner(sizes.size(), -1);
     int64_t total = 0;
