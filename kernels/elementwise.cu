@@ -2,7 +2,8 @@
 //
 // These are bandwidth-bound, so each is one grid-stride pass that reads and writes every
 // element once; there is nothing to tile. What matters is that they reproduce the CPU
-// backend's arithmetic: every expression is written in the CPU code's operation order and
+// backend's arithmetic (exactly, except where CUDA's erff/expf differ from glibc's by an
+// ulp or two, i.e. GELU): every expression is written in the CPU code's operation order and
 // the library compiles with --fmad=false, so a*b+c rounds twice here as it does there.
 // Dropout draws from the counter-based generator with the element's global index, so its
 // mask is the CPU's bit for bit, whatever the launch shape; its keep scale is computed on

@@ -11,7 +11,9 @@
 //     one followed by wait(). Buffers must stay alive and untouched until wait() returns.
 //     For NCCL, "issued" means ordered after the compute work already issued on the
 //     backend's stream, and wait() orders later compute work after the collective;
-//   - reductions use a fixed order for a fixed world size, so results are reproducible;
+//   - reductions use a fixed order for a fixed world size and placement, so results are
+//     reproducible (NCCL: with the same topology and NCCL environment, since its algorithm
+//     and protocol choices depend on them);
 //   - a failing call returns a Status naming the collective; the caller (cli/) then takes
 //     the whole job down with abort() so no rank is left waiting.
 // Thread-safety: called from one thread per rank.
@@ -59,6 +61,11 @@ class Communicator {
   virtual StatusOr<CommWorkPtr> reduce_scatter_async(const void* send, void* recv, int64_t count, CommDType dtype,
                                                      ReduceOp op) = 0;
   virtual Status barrier() = 0;
+  // The first failure seen of any collective issued so far; does not wait. An NCCL
+  // collective can fail after its wait() returned OK (wait() does not block the host);
+  // once the backend has synchronized past that wait(), OK here means it finished
+  // cleanly. MPI collectives finish inside wait(), so they have nothing to add.
+  virtual Status health() { return Status::Ok(); }
 
   // The blocking forms: issue, then wait.
   Status all_reduce(void* buf, int64_t count, CommDType dtype, ReduceOp op) {

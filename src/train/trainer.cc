@@ -236,7 +236,7 @@ Status Trainer::log_progress(double loss_sum, double correct, double samples, do
 }
 
 Status Trainer::run(bool* all_ranks) {
-  *all_ranks = true;  // until the loop starts, failures are agreed
+  *all_ranks = true;  // until the parameter broadcast, failures are agreed
   // Run directory and effective config, on rank 0 only.
   Status st;
   if (topo_.rank == 0) {
@@ -247,7 +247,9 @@ Status Trainer::run(bool* all_ranks) {
   RETURN_IF_ERROR(agree_on_status(comm_, st));
 
   // Every replica starts from rank 0's parameters (identical by construction; this makes
-  // it so even if a future init path were not).
+  // it so even if a future init path were not). A device collective can fail on one rank
+  // alone, so from here failures are not agreed.
+  *all_ranks = false;
   Tensor& params = model_->flat_params();
   RETURN_IF_ERROR(grad_comm_->broadcast(params.f32(), params.numel(), CommDType::kFloat32, 0));
 
@@ -266,7 +268,6 @@ Status Trainer::run(bool* all_ranks) {
   start_time_ = log_time_ = Clock::now();
   log_step_ = progress_.step;
 
-  *all_ranks = false;  // from here a failure may be one rank's alone
   while (progress_.step < total_steps_) {
     const int64_t step = progress_.step;
     ASSIGN_OR_RETURN(Batch batch, train_data_->next());
@@ -286,7 +287,18 @@ Status Trainer::run(bool* all_ranks) {
     if (cfg_.optimizer().clip_grad_norm() > 0 || log_now)
       grad_norm = clip_grad_norm(*backend_, grads, cfg_.optimizer().clip_grad_norm());
     const float lr = opt_->step(step);
-    RETURN_IF_ERROR(backend_->status());  // a device fault in this step (no wait)
+    const bool eval_now = tc.eval_every() > 0 && (step + 1) % tc.eval_every() == 0 && step + 1 != total_steps_;
+    const int64_t every = cfg_.checkpoint().every();
+    const bool save_now = every > 0 && (step + 1) % every == 0 && step + 1 != total_steps_;
+    if (log_now || eval_now || save_now || step + 1 == total_steps_) {
+      // Before anything of this step is logged, evaluated or saved: wait for it and make
+      // sure its collectives finished cleanly (an NCCL wait() does not block, so a failure
+      // may only be recorded now). Other steps are checked by the next step's collectives.
+      RETURN_IF_ERROR(backend_->synchronize());
+      RETURN_IF_ERROR(grad_comm_->health());
+    } else {
+      RETURN_IF_ERROR(backend_->status());  // a device fault seen so far (no wait)
+    }
 
     progress_.step = step + 1;
     progress_.samples_seen += batch.global_size;
@@ -300,10 +312,8 @@ Status Trainer::run(bool* all_ranks) {
       RETURN_IF_ERROR(log_progress(loss_sum, correct, samples, grad_norm, lr));
       loss_sum = correct = samples = 0;
     }
-    if (tc.eval_every() > 0 && progress_.step % tc.eval_every() == 0 && progress_.step != total_steps_)
-      RETURN_IF_ERROR(run_eval());
-    const int64_t every = cfg_.checkpoint().every();
-    if (every > 0 && progress_.step % every == 0 && progress_.step != total_steps_) {
+    if (eval_now) RETURN_IF_ERROR(run_eval());
+    if (save_now) {
       Status s = save_checkpoint();
       if (!s.ok()) return *all_ranks = true, s;
     }

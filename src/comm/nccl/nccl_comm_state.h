@@ -32,6 +32,8 @@ constexpr auto kPollPeriod = std::chrono::microseconds(200);  // ncclInProgress 
 // Bound on ncclCommFinalize in the destructor when timeout_s is 0 ("wait forever" is for
 // collectives; a destructor must end).
 constexpr double kFinalizeBoundS = 60;
+// Bound on NCCL init when comm.timeout_s is 0 (see init_comm).
+constexpr double kInitBoundS = 600;
 
 inline std::string seconds_text(double s) {
   char buf[32];

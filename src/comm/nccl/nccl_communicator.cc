@@ -160,6 +160,8 @@ class NcclCommunicator final : public Communicator {
     });
   }
 
+  Status health() override { return state_->health(); }
+
   // Every rank has arrived once a one-element all-reduce has completed on this rank's GPU.
   Status barrier() override {
     ASSIGN_OR_RETURN(CommWorkPtr work, all_reduce_async(barrier_buf_, 1, CommDType::kInt32, ReduceOp::kSum));
@@ -230,19 +232,22 @@ class NcclCommunicator final : public Communicator {
   bool stopping_ = false;
 };
 
-// Non-blocking init, polled until done; bounded by timeout_s (> 0), after which the
-// half-made communicator is aborted.
+// Non-blocking init, polled until done; bounded by timeout_s, or by kInitBoundS when
+// timeout_s is 0 ("collectives may wait forever" must not extend to init: a rank whose own
+// init failed is already waiting in the MPI agreement that follows, and the others would
+// poll forever). After the bound the half-made communicator is aborted.
 Status init_comm(ncclComm_t* out, int size, const ncclUniqueId& id, int rank, double timeout_s) {
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   ncclComm_t comm = nullptr;
   const auto start = Clock::now();
   ncclResult_t r = ncclCommInitRankConfig(&comm, size, id, rank, &config);
+  const double bound = timeout_s > 0 ? timeout_s : nccl_internal::kInitBoundS;
   while (r == ncclInProgress) {
-    if (timeout_s > 0 && std::chrono::duration<double>(Clock::now() - start).count() > timeout_s) {
+    if (std::chrono::duration<double>(Clock::now() - start).count() > bound) {
       (void)ncclCommAbort(comm);
       return Status::Internal("NCCL init on rank " + std::to_string(rank) + " did not finish within " +
-                              seconds_text(timeout_s) + ": aborted it (did every rank reach it?)");
+                              seconds_text(bound) + ": aborted it (did every rank reach it?)");
     }
     std::this_thread::sleep_for(kPollPeriod);
     const ncclResult_t q = ncclCommGetAsyncError(comm, &r);
