@@ -48,14 +48,18 @@ GradReducer::GradReducer(Communicator& comm, Backend& backend, float* flat_grads
   if (staging > 0) staging_ = backend_.alloc({staging});
 }
 
+// Pack and unpack both walk a bucket's tensors in layout order (first..last).
+void GradReducer::collect_segments(const GradBucket& bk) {
+  segments_.clear();
+  for (int t = bk.first; t <= bk.last; ++t) segments_.push_back({flat_ + tensors_[t].offset, tensors_[t].numel});
+}
+
 Status GradReducer::issue(size_t b) {
   const GradBucket& bk = layout_[b];
   float* buf = flat_ + bk.offset;
   if (!bk.contiguous) {
-    // Pack in layout order (tensors first..last), the order unpack uses.
-    segments_.clear();
-    for (int t = bk.first; t <= bk.last; ++t) segments_.push_back({flat_ + tensors_[t].offset, tensors_[t].numel});
     buf = staging_.f32() + bk.offset;
+    collect_segments(bk);
     backend_.grad_bucket_pack(segments_.data(), static_cast<int>(segments_.size()), 1.0f, buf);
   }
   auto work = comm_.all_reduce_async(buf, bk.numel, CommDType::kFloat32, ReduceOp::kSum);
@@ -85,8 +89,7 @@ Status GradReducer::finish() {
   if (error_.ok()) {
     for (const GradBucket& bk : layout_) {
       if (bk.contiguous) continue;
-      segments_.clear();
-      for (int t = bk.first; t <= bk.last; ++t) segments_.push_back({flat_ + tensors_[t].offset, tensors_[t].numel});
+      collect_segments(bk);
       backend_.grad_bucket_unpack(staging_.f32() + bk.offset, 1.0f, segments_.data(),
                                   static_cast<int>(segments_.size()));
     }

@@ -69,6 +69,7 @@ class GradReducer {
 
  private:
   Status issue(size_t b);
+  void collect_segments(const GradBucket& bk);  // into segments_
 
   Communicator& comm_;
   Backend& backend_;

@@ -116,9 +116,7 @@ BatchResult Model::forward_backward(const ForwardContext& ctx, const float* imag
   for (size_t i = layers_.size(); i-- > 0;) {
     Tensor* dx = i > 0 ? &grads_[i] : nullptr;  // no gradient w.r.t. the input images
     layers_[i]->backward(ctx, acts_[i], acts_[i + 1], grads_[i + 1], dx);
-    const bool has_params = layer_first_param_[i] < (i + 1 < layers_.size() ? layer_first_param_[i + 1]
-                                                                            : static_cast<int>(params_.size()));
-    if (grads_ready && has_params) grads_ready(layer_first_param_[i]);
+    if (grads_ready && !layers_[i]->param_specs().empty()) grads_ready(layer_first_param_[i]);
   }
   // Backward reads probs and logits but never writes them: the stats are still this
   // batch's, and reading them only now keeps the device busy meanwhile.
