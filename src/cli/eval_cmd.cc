@@ -73,7 +73,7 @@ int eval(MpiRuntime& rt, int argc, char** argv) {
 
 int cmd_eval(int argc, char** argv) {
   auto rt = MpiRuntime::init_or_exit(&argc, &argv);  // outlives everything eval() makes
-  return eval(*rt, argc, argv);
+  return rt->run(eval, argc, argv);
 }
 
 }  // namespace shardtrain

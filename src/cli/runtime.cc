@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 
 #include "core/log.h"
 
@@ -48,6 +49,17 @@ int MpiRuntime::report_agreed(const Status& s, int code) {
     log_error(s.message());
   }
   return code;
+}
+
+int MpiRuntime::run(int (*body)(MpiRuntime&, int, char**), int argc, char** argv) {
+  try {
+    return body(*this, argc, argv);
+  } catch (const std::bad_alloc&) {
+    exit_local(Status::Unavailable("rank " + std::to_string(topo_.rank) +
+                                   ": out of memory (host or GPU): try a smaller data.global_batch or "
+                                   "data.eval_batch, or fewer ranks per node"),
+               kExitFailure);
+  }
 }
 
 void MpiRuntime::exit_local(const Status& s, int code) {

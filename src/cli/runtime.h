@@ -39,6 +39,11 @@ class MpiRuntime {
   int report_agreed(const Status& s, int code);
   [[noreturn]] void exit_local(const Status& s, int code);
 
+  // Runs a subcommand body. Running out of host or GPU memory surfaces as std::bad_alloc
+  // from Backend::alloc (activations, scratch) on one rank: that rank prints one line and
+  // takes the job down, after the body's objects were destroyed by the unwinding.
+  int run(int (*body)(MpiRuntime&, int, char**), int argc, char** argv);
+
  private:
   MpiRuntime() = default;
   Topology topo_;

@@ -67,7 +67,7 @@ int train(MpiRuntime& rt, int argc, char** argv) {
 
 int cmd_train(int argc, char** argv) {
   auto rt = MpiRuntime::init_or_exit(&argc, &argv);
-  return train(*rt, argc, argv);
+  return rt->run(train, argc, argv);
 }
 
 }  // namespace shardtrain

@@ -1,6 +1,7 @@
 #include "data/loader.h"
 
 #include <algorithm>
+#include <new>
 #include <numeric>
 
 #include "data/h5_dataset.h"
@@ -105,7 +106,17 @@ StatusOr<Batch> ShardedLoader::read_batch(LoaderPosition p) {
 
 void ShardedLoader::prefetch_start(LoaderPosition p) {
   prefetched_.reset();
-  worker_ = std::thread([this, p] { prefetched_.emplace(read_batch(p)); });
+  worker_ = std::thread([this, p] {
+    // An exception must not escape a thread (std::terminate): a batch too large for host
+    // memory comes back to next() as an error naming the batch size instead.
+    try {
+      prefetched_.emplace(read_batch(p));
+    } catch (const std::bad_alloc&) {
+      prefetched_.emplace(Status::Unavailable("out of host memory reading a batch of " +
+                                              std::to_string(opts_.global_batch) + " samples (" + opts_.batch_field +
+                                              ")"));
+    }
+  });
 }
 
 void ShardedLoader::prefetch_drop() {

@@ -18,9 +18,15 @@ namespace shardtrain {
 
 // Issues `call` (a launcher returning cudaError_t) for `primitive` unless the backend has
 // already failed, and records its error. Launchers return cudaSuccess for empty inputs.
-#define ST_LAUNCH(primitive, call)                        \
-  do {                                                    \
-    if (!failed()) record(primitive, CUDA_STATUS(call));  \
+// The thread's last-error slot is cleared first: a launcher reports cudaGetLastError(),
+// and an error another library (NCCL's enqueue on this thread) left there must not be
+// blamed on this primitive. Sticky device faults survive the clearing.
+#define ST_LAUNCH(primitive, call)     \
+  do {                                 \
+    if (!failed()) {                   \
+      (void)cudaGetLastError();        \
+      record(primitive, CUDA_STATUS(call)); \
+    }                                  \
   } while (0)
 
 void CudaBackend::fill(Tensor& t, float value) {
