@@ -43,6 +43,7 @@ StatusOr<std::unique_ptr<Model>> Model::build(const config::ModelConfig& cfg, co
       m->params_.push_back(std::move(p));
     }
   }
+  m->layer_first_param_.push_back(static_cast<int>(m->params_.size()));  // end sentinel
   m->flat_params_ = backend.alloc({total});
   m->flat_grads_ = backend.alloc({total});
   size_t k = 0;
@@ -116,7 +117,7 @@ BatchResult Model::forward_backward(const ForwardContext& ctx, const float* imag
   for (size_t i = layers_.size(); i-- > 0;) {
     Tensor* dx = i > 0 ? &grads_[i] : nullptr;  // no gradient w.r.t. the input images
     layers_[i]->backward(ctx, acts_[i], acts_[i + 1], grads_[i + 1], dx);
-    if (grads_ready && !layers_[i]->param_specs().empty()) grads_ready(layer_first_param_[i]);
+    if (grads_ready && layer_first_param_[i] < layer_first_param_[i + 1]) grads_ready(layer_first_param_[i]);
   }
   // Backward reads probs and logits but never writes them: the stats are still this
   // batch's, and reading them only now keeps the device busy meanwhile.

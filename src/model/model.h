@@ -75,7 +75,9 @@ class Model {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> shapes_;  // per-sample shapes: shapes_[0] input, shapes_[i+1] layer i output
   std::vector<ParamInfo> params_;
-  std::vector<int> layer_first_param_;  // index into params_ of each layer's first parameter
+  // Index into params_ of each layer's first parameter, plus params_.size() at the end, so
+  // layer i owns params [layer_first_param_[i], layer_first_param_[i + 1]).
+  std::vector<int> layer_first_param_;
   int64_t num_classes_ = 0;
   Tensor flat_params_, flat_grads_;
 
