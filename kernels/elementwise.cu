@@ -11,7 +11,7 @@
 // channel sums in double with a fixed tree (no float atomics), so it is deterministic.
 #include "kernels/elementwise.h"
 
-#include "backend/counter_rng.h"
+#include "core/counter_rng.h"
 #include "kernels/kernel_util.cuh"
 
 namespace shardtrain::kernels {

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "backend/backend.h"
+#include "core/primitive_params.h"
 
 namespace shardtrain::kernels {
 

@@ -22,52 +22,11 @@
 #include <memory>
 #include <string>
 
+#include "core/primitive_params.h"
 #include "core/status.h"
 #include "core/tensor.h"
 
 namespace shardtrain {
-
-enum class GemmOp { kNoTrans, kTrans };
-enum class Activation { kRelu, kGelu };  // GELU is the exact erf form (torch.nn.GELU())
-
-// Geometry of a 2-D convolution on one sample: input [C, H, W] -> output [K, Ho, Wo].
-struct ConvGeometry {
-  int64_t channels, height, width;      // input C, H, W
-  int64_t kernel, stride, padding;      // square kernel
-  int64_t out_height, out_width;        // Ho, Wo
-  int64_t col_rows() const { return channels * kernel * kernel; }  // im2col rows
-  int64_t col_cols() const { return out_height * out_width; }      // im2col columns
-};
-
-// Geometry of 2-D max pooling on [N, C, H, W] -> [N, C, Ho, Wo] (no padding).
-struct PoolGeometry {
-  int64_t batch, channels, height, width;
-  int64_t kernel, stride;
-  int64_t out_height, out_width;
-};
-
-// Counter-based dropout key: element i of a call keeps its value iff
-// uniform(seed, stream, offset + i) >= p, so a mask depends only on the global element
-// index, never on the launch shape, thread count or how the batch is split over ranks.
-struct DropoutKey {
-  uint64_t seed;    // job seed
-  uint64_t stream;  // distinguishes layer and step
-  uint64_t offset;  // global index of the call's first element
-};
-
-struct SgdParams {
-  float lr, momentum, weight_decay;
-};
-struct AdamWParams {
-  float lr, beta1, beta2, eps, weight_decay;
-  int64_t step;  // 1-based step count, for bias correction
-};
-
-// One tensor of a gradient bucket (a device pointer of the backend it is used with).
-struct GradSegment {
-  float* data;
-  int64_t numel;
-};
 
 class Backend {
  public:
@@ -104,7 +63,8 @@ class Backend {
                     const float* a, const float* b, float beta, float* c) = 0;
   // y[o, c, i] += b[c] for y of shape [outer, channels, inner].
   virtual void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner) = 0;
-  // db[c] = sum over o, i of dy[o, c, i].
+  // db[c] += sum over o, i of dy[o, c, i] (accumulates: parameter gradients are zeroed once
+  // per step and every use of a parameter adds to them).
   virtual void bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner) = 0;
   // y [b, a, inner] from x [a, b, inner]: y[j, i, :] = x[i, j, :] (x and y must not overlap).
   virtual void swap_outer_axes(const float* x, float* y, int64_t a, int64_t b, int64_t inner) = 0;
@@ -129,19 +89,58 @@ class Backend {
   virtual void maxpool2d_backward(const float* dy, const int32_t* argmax, const PoolGeometry& g, float* dx) = 0;
 
   // ---- loss
-  // For logits [n, c] and labels [n] in [0, c): probs = softmax(logits),
-  // losses[i] = -log probs[i, labels[i]].
-  virtual void softmax_xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t c,
-                                    float* probs, float* losses) = 0;
-  // dlogits = (probs - onehot(labels)) * scale.
-  virtual void softmax_xent_backward(const float* probs, const int32_t* labels, int64_t n, int64_t c,
-                                     float scale, float* dlogits) = 0;
-  // Number of rows whose argmax (first on ties) equals the label. Synchronizes.
-  virtual int64_t count_correct(const float* logits, const int32_t* labels, int64_t n, int64_t c) = 0;
+  // Rows of logits [n, ld] whose first c columns are the classes; columns [c, ld) are
+  // padding (a vocabulary padded to a multiple of 64) and never take part. labels [n] in
+  // [0, c). losses[i] = -log softmax(logits[i, :c])[labels[i]]; stats [n, 2] keeps each
+  // row's max and 1 / sum(exp(z - max)), so backward recomputes the softmax from the
+  // logits instead of a probabilities tensor as large as the logits.
+  virtual void softmax_xent_forward(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                                    float* stats, float* losses) = 0;
+  // dlogits [n, ld] = (softmax(logits[i, :c]) - onehot(labels[i])) * scale in the class
+  // columns and 0 in the padding. dlogits may alias logits (then the logits are consumed).
+  virtual void softmax_xent_backward(const float* logits, int64_t ld, const float* stats, const int32_t* labels,
+                                     int64_t n, int64_t c, float scale, float* dlogits) = 0;
+  // Number of rows whose argmax over the c class columns (first on ties) equals the label.
+  // Synchronizes.
+  virtual int64_t count_correct(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c) = 0;
 
   // ---- reductions (fixed order; synchronize and return to host)
   virtual double sum(const float* x, int64_t n) = 0;
   virtual double sum_squares(const float* x, int64_t n) = 0;
+
+  // ---- transformer primitives. Tensors are dtype-checked by the backend: fp32 on the CPU
+  // (the reference); shapes as stated, contiguous. A mismatch is a programming error and
+  // becomes the backend's sticky error (CUDA) or an abort with the primitive's name (CPU).
+  // y = a + b elementwise over equal numel; y may alias a or b.
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& y) = 0;
+  // torch.nn.LayerNorm over the last dimension: x [rows, C] -> y [rows, C] with weight and
+  // bias [C]; mean and rstd [rows] are fp32 and kept for backward (rstd = 1/sqrt(var + eps),
+  // biased variance). Statistics are computed in fp32 or wider whatever x's dtype.
+  virtual void layernorm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& y,
+                                 Tensor& mean, Tensor& rstd) = 0;
+  // dx [rows, C] is overwritten; dweight and dbias [C] are accumulated (+=).
+  virtual void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                                  const Tensor& rstd, Tensor& dx, Tensor& dweight, Tensor& dbias) = 0;
+  // Causal self-attention (AttentionGeometry): out [B, T, C] = softmax(q k^T / sqrt(D) with
+  // position j > i masked) v, per head; lse [B, H, T] fp32 receives each query row's
+  // log-sum-exp of its scaled scores, which is all backward needs to recompute the
+  // probabilities (no [T, T] matrix is kept, as in flash attention).
+  virtual void attention_forward(const Tensor& qkv, const AttentionGeometry& g, Tensor& out, Tensor& lse) = 0;
+  // dqkv [B, T, 3C] is overwritten. out and lse are forward's.
+  virtual void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                                  const AttentionGeometry& g, Tensor& dqkv) = 0;
+  // Incremental attention for generation with a KV cache. qkv [B, n, 3C] holds the new
+  // positions [pos, pos + n) (g.seq = n); their k and v are written into cache
+  // [B, max_seq, 2C] (k in columns [0, C), v in [C, 2C)) at rows [pos, pos + n), then
+  // out [B, n, C] is each new query attending to cache rows <= its own position.
+  // REQUIRES pos + n <= max_seq.
+  virtual void attention_decode(const Tensor& qkv, int64_t pos, const AttentionGeometry& g, Tensor& cache,
+                                Tensor& out) = 0;
+  // y [n, D] = table[ids[i]] for ids [n] (int32, each in [0, V)) and table [V, D].
+  virtual void embedding_forward(const Tensor& ids, const Tensor& table, Tensor& y) = 0;
+  // dtable[ids[i]] += dy[i]. Deterministic: each table row adds its contributions in
+  // increasing i (no floating-point atomics), whatever the thread or launch layout.
+  virtual void embedding_backward(const Tensor& ids, const Tensor& dy, Tensor& dtable) = 0;
 
   // ---- optimizers over flat buffers
   // PyTorch SGD: g' = g + wd*p; buf = momentum*buf + g' (buf = g' on the first step when

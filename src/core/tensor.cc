@@ -4,9 +4,23 @@
 
 namespace shardtrain {
 
-const char* dtype_name(DType d) { return d == DType::kFloat32 ? "float32" : "int32"; }
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::kFloat32: return "float32";
+    case DType::kInt32: return "int32";
+    case DType::kBFloat16: return "bfloat16";
+  }
+  return "unknown";
+}
 const char* device_name(Device d) { return d == Device::kCpu ? "cpu" : "cuda"; }
-size_t dtype_size(DType d) { return d == DType::kFloat32 ? sizeof(float) : sizeof(int32_t); }
+size_t dtype_size(DType d) {
+  switch (d) {
+    case DType::kFloat32: return 4;
+    case DType::kInt32: return 4;
+    case DType::kBFloat16: return 2;
+  }
+  return 0;
+}
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;

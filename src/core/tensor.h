@@ -13,7 +13,8 @@
 
 namespace shardtrain {
 
-enum class DType { kFloat32, kInt32 };
+// kBFloat16: bfloat16 (the top half of an fp32), for mixed-precision activations on GPUs.
+enum class DType { kFloat32, kInt32, kBFloat16 };
 enum class Device { kCpu, kCuda };
 
 const char* dtype_name(DType d);

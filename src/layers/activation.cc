@@ -6,6 +6,7 @@ const char* ActivationLayer::type() const {
   switch (act_) {
     case Activation::kRelu: return "relu";
     case Activation::kGelu: return "gelu";
+    case Activation::kGeluTanh: return "gelu";
   }
   return "activation";
 }

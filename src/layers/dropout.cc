@@ -1,6 +1,6 @@
 #include "layers/dropout.h"
 
-#include "backend/counter_rng.h"
+#include "core/counter_rng.h"
 
 namespace shardtrain {
 

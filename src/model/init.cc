@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "backend/counter_rng.h"
+#include "core/counter_rng.h"
 
 namespace shardtrain {
 

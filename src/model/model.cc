@@ -83,7 +83,7 @@ void Model::ensure_batch(int64_t n) {
     grads_.push_back(be_.alloc(full));
   }
   labels_ = be_.alloc({n}, DType::kInt32);
-  probs_ = be_.alloc({n, num_classes_});
+  stats_ = be_.alloc({n, 2});
   losses_ = be_.alloc({n});
 }
 
@@ -92,7 +92,7 @@ void Model::forward(const ForwardContext& ctx, const float* images, const int32_
   be_.copy_from_host(acts_[0], images);
   be_.copy_from_host(labels_, labels);
   for (size_t i = 0; i < layers_.size(); ++i) layers_[i]->forward(ctx, acts_[i], acts_[i + 1]);
-  be_.softmax_xent_forward(acts_.back().f32(), labels_.data<int32_t>(), n, num_classes_, probs_.f32(),
+  be_.softmax_xent_forward(acts_.back().f32(), num_classes_, labels_.data<int32_t>(), n, num_classes_, stats_.f32(),
                            losses_.f32());
 }
 
@@ -100,7 +100,7 @@ BatchResult Model::batch_stats(int64_t n) {
   BatchResult r;
   r.samples = n;
   r.loss_sum = be_.sum(losses_.f32(), n);
-  r.correct = be_.count_correct(acts_.back().f32(), labels_.data<int32_t>(), n, num_classes_);
+  r.correct = be_.count_correct(acts_.back().f32(), num_classes_, labels_.data<int32_t>(), n, num_classes_);
   return r;
 }
 
@@ -111,9 +111,10 @@ BatchResult Model::forward_backward(const ForwardContext& ctx, const float* imag
     if (grads_ready) grads_ready(0);
     return {};
   }
+  be_.fill(flat_grads_, 0.0f);
   forward(ctx, images, labels, n);
-  be_.softmax_xent_backward(probs_.f32(), labels_.data<int32_t>(), n, num_classes_, grad_scale,
-                            grads_.back().f32());
+  be_.softmax_xent_backward(acts_.back().f32(), num_classes_, stats_.f32(), labels_.data<int32_t>(), n, num_classes_,
+                            grad_scale, grads_.back().f32());
   for (size_t i = layers_.size(); i-- > 0;) {
     Tensor* dx = i > 0 ? &grads_[i] : nullptr;  // no gradient w.r.t. the input images
     layers_[i]->backward(ctx, acts_[i], acts_[i + 1], grads_[i + 1], dx);

@@ -84,7 +84,7 @@ class Model {
   int64_t batch_ = -1;
   std::vector<Tensor> acts_;   // acts_[i]: input of layer i; acts_.back(): logits
   std::vector<Tensor> grads_;  // grads_[i]: dL/d acts_[i]
-  Tensor labels_, probs_, losses_;
+  Tensor labels_, stats_, losses_;
 };
 
 }  // namespace shardtrain

@@ -14,7 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "backend/counter_rng.h"
+#include "core/counter_rng.h"
 
 namespace shardtrain {
 
@@ -93,11 +93,11 @@ void CpuBackend::bias_add(float* y, const float* b, int64_t outer, int64_t chann
 }
 
 void CpuBackend::bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner) {
-  // One thread per channel, summed in (o, i) order in double: deterministic for any
-  // thread count.
+  // One thread per channel, summed in (o, i) order in double onto the existing value:
+  // deterministic for any thread count.
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < channels; ++c) {
-    double acc = 0.0;
+    double acc = db[c];
     for (int64_t o = 0; o < outer; ++o) {
       const float* row = dy + (o * channels + c) * inner;
       for (int64_t i = 0; i < inner; ++i) acc += row[i];
@@ -120,32 +120,53 @@ void CpuBackend::swap_outer_axes(const float* x, float* y, int64_t a, int64_t b,
 namespace {
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
+constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+constexpr float kGeluCubic = 0.044715f;
 }  // namespace
 
 void CpuBackend::activation_forward(Activation act, const float* x, float* y, int64_t n) {
-  if (act == Activation::kRelu) {
+  switch (act) {
+    case Activation::kRelu:
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-    return;
+      for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      return;
+    case Activation::kGelu:  // exact: x * Phi(x), as torch.nn.GELU()
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+      return;
+    case Activation::kGeluTanh:  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) {
+        const float u = kSqrt2OverPi * (x[i] + kGeluCubic * x[i] * x[i] * x[i]);
+        y[i] = 0.5f * x[i] * (1.0f + std::tanh(u));
+      }
+      return;
   }
-  // Exact GELU, x * Phi(x), as torch.nn.GELU() (approximate='none').
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
 }
 
 void CpuBackend::activation_backward(Activation act, const float* x, const float* dy, float* dx, int64_t n) {
-  if (act == Activation::kRelu) {
-    // Subgradient 0 at x == 0, as PyTorch.
+  switch (act) {
+    case Activation::kRelu:  // subgradient 0 at x == 0, as PyTorch
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
-    return;
-  }
-  // d/dx [x Phi(x)] = Phi(x) + x phi(x).
+      for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+      return;
+    case Activation::kGelu:  // d/dx [x Phi(x)] = Phi(x) + x phi(x)
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
-    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
-    dx[i] = dy[i] * (cdf + x[i] * pdf);
+      for (int64_t i = 0; i < n; ++i) {
+        const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
+        const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
+        dx[i] = dy[i] * (cdf + x[i] * pdf);
+      }
+      return;
+    case Activation::kGeluTanh:  // 0.5 (1 + t) + 0.5 x (1 - t^2) u', t = tanh(u)
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) {
+        const float x2 = x[i] * x[i];
+        const float t = std::tanh(kSqrt2OverPi * (x[i] + kGeluCubic * x2 * x[i]));
+        const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x2);
+        dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * x[i] * (1.0f - t * t) * du);
+      }
+      return;
   }
 }
 

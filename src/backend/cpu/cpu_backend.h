@@ -42,13 +42,27 @@ class CpuBackend final : public Backend {
   void maxpool2d_backward(const float* dy, const int32_t* argmax, const PoolGeometry& g, float* dx) override;
 
   // cpu_loss.cc
-  void softmax_xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t c, float* probs,
-                            float* losses) override;
-  void softmax_xent_backward(const float* probs, const int32_t* labels, int64_t n, int64_t c, float scale,
-                             float* dlogits) override;
-  int64_t count_correct(const float* logits, const int32_t* labels, int64_t n, int64_t c) override;
+  void softmax_xent_forward(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                            float* stats, float* losses) override;
+  void softmax_xent_backward(const float* logits, int64_t ld, const float* stats, const int32_t* labels, int64_t n,
+                             int64_t c, float scale, float* dlogits) override;
+  int64_t count_correct(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c) override;
   double sum(const float* x, int64_t n) override;
   double sum_squares(const float* x, int64_t n) override;
+
+  // cpu_transformer.cc
+  void add(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void layernorm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& y, Tensor& mean,
+                         Tensor& rstd) override;
+  void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                          const Tensor& rstd, Tensor& dx, Tensor& dweight, Tensor& dbias) override;
+  void attention_forward(const Tensor& qkv, const AttentionGeometry& g, Tensor& out, Tensor& lse) override;
+  void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                          const AttentionGeometry& g, Tensor& dqkv) override;
+  void attention_decode(const Tensor& qkv, int64_t pos, const AttentionGeometry& g, Tensor& cache,
+                        Tensor& out) override;
+  void embedding_forward(const Tensor& ids, const Tensor& table, Tensor& y) override;
+  void embedding_backward(const Tensor& ids, const Tensor& dy, Tensor& dtable) override;
 
   // cpu_optimizer.cc
   void sgd_step(float* p, const float* g, float* momentum_buf, int64_t n, const SgdParams& hp,

@@ -12,41 +12,41 @@
 
 namespace shardtrain {
 
-void CpuBackend::softmax_xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t c, float* probs,
-                                      float* losses) {
+void CpuBackend::softmax_xent_forward(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                                      float* stats, float* losses) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    const float* z = logits + i * c;
-    float* p = probs + i * c;
+    const float* z = logits + i * ld;
     float mx = z[0];  // subtracting the max keeps exp() from overflowing
     for (int64_t j = 1; j < c; ++j) mx = std::max(mx, z[j]);
     double denom = 0.0;
-    for (int64_t j = 0; j < c; ++j) {
-      p[j] = std::exp(z[j] - mx);
-      denom += p[j];
-    }
-    const float inv = static_cast<float>(1.0 / denom);
-    for (int64_t j = 0; j < c; ++j) p[j] *= inv;
+    for (int64_t j = 0; j < c; ++j) denom += std::exp(z[j] - mx);
+    stats[2 * i] = mx;
+    stats[2 * i + 1] = static_cast<float>(1.0 / denom);
     // -log softmax via log-sum-exp: finite even when the label's probability underflows.
     losses[i] = static_cast<float>(std::log(denom) - (static_cast<double>(z[labels[i]]) - mx));
   }
 }
 
-void CpuBackend::softmax_xent_backward(const float* probs, const int32_t* labels, int64_t n, int64_t c, float scale,
-                                       float* dlogits) {
+void CpuBackend::softmax_xent_backward(const float* logits, int64_t ld, const float* stats, const int32_t* labels,
+                                       int64_t n, int64_t c, float scale, float* dlogits) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < c; ++j) dlogits[i * c + j] = probs[i * c + j] * scale;
-    dlogits[i * c + labels[i]] -= scale;
+    const float* z = logits + i * ld;
+    float* d = dlogits + i * ld;
+    const float mx = stats[2 * i], inv = stats[2 * i + 1];
+    for (int64_t j = 0; j < c; ++j) d[j] = std::exp(z[j] - mx) * inv * scale;  // softmax * scale
+    for (int64_t j = c; j < ld; ++j) d[j] = 0.0f;
+    d[labels[i]] -= scale;
   }
 }
 
-int64_t CpuBackend::count_correct(const float* logits, const int32_t* labels, int64_t n, int64_t c) {
+int64_t CpuBackend::count_correct(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c) {
   int64_t correct = 0;
   // Integer addition is exact, so the reduction order cannot change the result.
 #pragma omp parallel for schedule(static) reduction(+ : correct)
   for (int64_t i = 0; i < n; ++i) {
-    const float* z = logits + i * c;
+    const float* z = logits + i * ld;
     int64_t best = 0;
     for (int64_t j = 1; j < c; ++j)
       if (z[j] > z[best]) best = j;  // strict: first maximum on ties

@@ -14,21 +14,45 @@ TEST(CpuBackendLoss, SoftmaxXentMatchesHandComputation) {
   // Row 1 has huge logits: without max-subtraction exp() overflows to inf.
   std::vector<float> logits{1.0f, 2.0f, 3.0f, 1000.0f, 0.0f, -1000.0f};
   std::vector<int32_t> labels{2, 1};
-  std::vector<float> probs(6), losses(2), d(6);
-  be.softmax_xent_forward(logits.data(), labels.data(), 2, 3, probs.data(), losses.data());
+  std::vector<float> stats(4), losses(2), d(6);
+  be.softmax_xent_forward(logits.data(), 3, labels.data(), 2, 3, stats.data(), losses.data());
   const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
-  EXPECT_NEAR(probs[0], std::exp(1.0) / z, 1e-6);
-  EXPECT_NEAR(probs[1], std::exp(2.0) / z, 1e-6);
-  EXPECT_NEAR(probs[2], std::exp(3.0) / z, 1e-6);
+  EXPECT_EQ(stats[0], 3.0f);  // row max
+  EXPECT_NEAR(stats[1], std::exp(3.0) / z, 1e-6);  // 1 / sum exp(x - max)
   EXPECT_NEAR(losses[0], std::log(z) - 3.0, 1e-6);
-  EXPECT_FLOAT_EQ(probs[3], 1.0f);
-  EXPECT_EQ(probs[4], 0.0f);
   EXPECT_NEAR(losses[1], 1000.0, 1e-3);  // finite: -log softmax = 1000 - 0
-  be.softmax_xent_backward(probs.data(), labels.data(), 2, 3, 0.5f, d.data());
+  be.softmax_xent_backward(logits.data(), 3, stats.data(), labels.data(), 2, 3, 0.5f, d.data());
   EXPECT_NEAR(d[0], 0.5 * std::exp(1.0) / z, 1e-6);
+  EXPECT_NEAR(d[1], 0.5 * std::exp(2.0) / z, 1e-6);
   EXPECT_NEAR(d[2], 0.5 * (std::exp(3.0) / z - 1.0), 1e-6);
   EXPECT_NEAR(d[3], 0.5, 1e-6);
   EXPECT_NEAR(d[4], -0.5, 1e-6);
+  EXPECT_EQ(d[5], 0.0f);
+}
+
+TEST(CpuBackendLoss, PaddedClassColumnsAreIgnoredAndGetZeroGradient) {
+  CpuBackend be(2);
+  // 2 rows of 3 classes stored with row stride 5; the padding holds values that would
+  // dominate the softmax if they took part.
+  std::vector<float> padded{1.0f, 2.0f, 3.0f, 50.0f, -7.0f, 0.5f, -1.0f, 0.0f, 60.0f, 60.0f};
+  std::vector<float> dense{1.0f, 2.0f, 3.0f, 0.5f, -1.0f, 0.0f};
+  std::vector<int32_t> labels{0, 2};
+  std::vector<float> sp(4), lp(2), sd(4), ld(2), dp(10, 9.0f), dd(6);
+  be.softmax_xent_forward(padded.data(), 5, labels.data(), 2, 3, sp.data(), lp.data());
+  be.softmax_xent_forward(dense.data(), 3, labels.data(), 2, 3, sd.data(), ld.data());
+  EXPECT_EQ(lp, ld);
+  EXPECT_EQ(sp, sd);
+  be.softmax_xent_backward(padded.data(), 5, sp.data(), labels.data(), 2, 3, 0.25f, dp.data());
+  be.softmax_xent_backward(dense.data(), 3, sd.data(), labels.data(), 2, 3, 0.25f, dd.data());
+  for (int r = 0; r < 2; ++r) {
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(dp[r * 5 + j], dd[r * 3 + j]);
+    EXPECT_EQ(dp[r * 5 + 3], 0.0f);
+    EXPECT_EQ(dp[r * 5 + 4], 0.0f);
+  }
+  EXPECT_EQ(be.count_correct(padded.data(), 5, labels.data(), 2, 3), 1);  // row 0: argmax 2; row 1: argmax 0
+  // In place: dlogits may alias the logits.
+  be.softmax_xent_backward(padded.data(), 5, sp.data(), labels.data(), 2, 3, 0.25f, padded.data());
+  EXPECT_EQ(padded, dp);
 }
 
 TEST(CpuBackendLoss, CountCorrectFirstMaxOnTies) {
@@ -36,8 +60,8 @@ TEST(CpuBackendLoss, CountCorrectFirstMaxOnTies) {
   std::vector<float> logits{0.1f, 0.9f, 0.0f,   // argmax 1
                             0.5f, 0.5f, 0.2f,   // tie: first (0)
                             0.0f, 0.0f, 2.0f};  // argmax 2
-  EXPECT_EQ(be.count_correct(logits.data(), std::vector<int32_t>{1, 0, 2}.data(), 3, 3), 3);
-  EXPECT_EQ(be.count_correct(logits.data(), std::vector<int32_t>{1, 1, 0}.data(), 3, 3), 1);
+  EXPECT_EQ(be.count_correct(logits.data(), 3, std::vector<int32_t>{1, 0, 2}.data(), 3, 3), 3);
+  EXPECT_EQ(be.count_correct(logits.data(), 3, std::vector<int32_t>{1, 1, 0}.data(), 3, 3), 1);
 }
 
 TEST(CpuBackendLoss, SumsAreDeterministicAndAccurate) {

