@@ -36,7 +36,7 @@ StatusOr<Loaded> load(const config::JobConfig& cfg, const std::string& ckpt_path
   Loaded l;
   ASSIGN_OR_RETURN(l.backend, backend_for_job(cfg, topo));
   ASSIGN_OR_RETURN(l.test, open_test_split(cfg, topo));
-  ASSIGN_OR_RETURN(l.model, Model::build(cfg.model(), l.test->sample_shape(), cfg.data().num_classes(), *l.backend));
+  ASSIGN_OR_RETURN(l.model, build_model(cfg, *l.test, *l.test, *l.backend));
   ASSIGN_OR_RETURN(CheckpointData ckpt, checkpoint_read(ckpt_path));
   RETURN_IF_ERROR(checkpoint_restore(ckpt_path, ckpt, *l.model, nullptr).status());
   return l;

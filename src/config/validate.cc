@@ -77,6 +77,10 @@ Status validate_data(const config::DataConfig& d) {
   if (!std::isfinite(d.mean())) return bad("data.mean", "finite", d.mean());
   RETURN_IF_ERROR(check_positive("data.std", d.std()));
   if (!(d.num_classes() >= 2)) return bad("data.num_classes", ">= 2", d.num_classes());
+  if (d.kind() == config::DataConfig::KIND_TOKENS) {
+    RETURN_IF_ERROR(check_non_empty("data.tokens_dataset", d.tokens_dataset()));
+    RETURN_IF_ERROR(check_positive("data.seq_len", d.seq_len()));
+  }
   return Status::Ok();
 }
 

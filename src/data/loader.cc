@@ -4,12 +4,12 @@
 #include <new>
 #include <numeric>
 
-#include "data/h5_dataset.h"
 #include "data/shuffle.h"
 
 namespace shardtrain {
 
-StatusOr<std::unique_ptr<ShardedLoader>> ShardedLoader::open(const LoaderOptions& opts) {
+StatusOr<std::unique_ptr<ShardedLoader>> ShardedLoader::open(const LoaderOptions& opts,
+                                                             std::unique_ptr<SampleSource> source) {
   const int64_t g = opts.global_batch, w = opts.world_size;
   if (w < 1 || opts.rank < 0 || opts.rank >= w) {
     return Status::InvalidArgument("loader: rank " + std::to_string(opts.rank) +
@@ -24,16 +24,8 @@ StatusOr<std::unique_ptr<ShardedLoader>> ShardedLoader::open(const LoaderOptions
                                    std::to_string(w) + ")");
   }
   std::unique_ptr<ShardedLoader> l(new ShardedLoader(opts));
-  H5SplitOptions ro;
-  ro.path = opts.path;
-  ro.split = opts.split;
-  ro.images_dataset = opts.images_dataset;
-  ro.labels_dataset = opts.labels_dataset;
-  ro.mean = opts.mean;
-  ro.std = opts.std;
-  ro.num_classes = opts.num_classes;
-  ASSIGN_OR_RETURN(l->reader_, H5SplitReader::open(ro));
-  const int64_t n = l->reader_->num_samples();
+  l->source_ = std::move(source);
+  const int64_t n = l->source_->num_samples();
   // Without drop_last (evaluation) a batch larger than the split is one short batch.
   if (opts.drop_last && g > n) {
     return Status::InvalidArgument(opts.batch_field + " (" + std::to_string(g) +
@@ -44,18 +36,16 @@ StatusOr<std::unique_ptr<ShardedLoader>> ShardedLoader::open(const LoaderOptions
   return l;
 }
 
-ShardedLoader::ShardedLoader(const LoaderOptions& opts) : opts_(opts) {}
 ShardedLoader::~ShardedLoader() { prefetch_drop(); }
 
-const Shape& ShardedLoader::sample_shape() const { return reader_->sample_shape(); }
-int64_t ShardedLoader::num_samples() const { return reader_->num_samples(); }
+int64_t ShardedLoader::num_samples() const { return source_->num_samples(); }
 
 LoaderPosition ShardedLoader::advance(LoaderPosition p) const {
   return ++p.batch == batches_per_epoch_ ? LoaderPosition{p.epoch + 1, 0} : p;
 }
 
 std::vector<int64_t> ShardedLoader::rank_indices(LoaderPosition p) {
-  const int64_t n = reader_->num_samples(), g = opts_.global_batch;
+  const int64_t n = source_->num_samples(), g = opts_.global_batch;
   const int64_t begin = p.batch * g, size = std::min(g, n - begin);
   const int64_t w = opts_.world_size, r = opts_.rank;
   const int64_t lo = begin + size * r / w, hi = begin + size * (r + 1) / w;
@@ -72,7 +62,7 @@ std::vector<int64_t> ShardedLoader::rank_indices(LoaderPosition p) {
 }
 
 StatusOr<Batch> ShardedLoader::read_batch(LoaderPosition p) {
-  const int64_t n = reader_->num_samples(), g = opts_.global_batch;
+  const int64_t n = source_->num_samples(), g = opts_.global_batch;
   Batch b;
   b.epoch = p.epoch;
   b.index = p.batch;
@@ -90,16 +80,15 @@ StatusOr<Batch> ShardedLoader::read_batch(LoaderPosition p) {
   std::vector<int64_t> sorted(want.size());
   for (size_t i = 0; i < order.size(); ++i) sorted[i] = want[order[i]];
 
-  const size_t row = static_cast<size_t>(reader_->sample_numel());
-  std::vector<float> images(sorted.size() * row);
-  std::vector<int32_t> labels(sorted.size());
-  RETURN_IF_ERROR(reader_->read(sorted, images.data(), labels.data()));
-  b.images.resize(images.size());
-  b.labels.resize(labels.size());
-  for (size_t i = 0; i < order.size(); ++i) {
-    const size_t dst = static_cast<size_t>(order[i]);
-    std::copy_n(images.begin() + i * row, row, b.images.begin() + dst * row);
-    b.labels[dst] = labels[i];
+  std::vector<BatchTensor> read;
+  RETURN_IF_ERROR(source_->read(sorted, &read));
+  b.fields.resize(read.size());
+  for (size_t f = 0; f < read.size(); ++f) {
+    const size_t row = static_cast<size_t>(read[f].spec.row_bytes());
+    b.fields[f].spec = read[f].spec;
+    b.fields[f].bytes.resize(read[f].bytes.size());
+    for (size_t i = 0; i < order.size(); ++i)
+      std::copy_n(read[f].bytes.begin() + i * row, row, b.fields[f].bytes.begin() + order[i] * row);
   }
   return b;
 }

@@ -20,13 +20,13 @@
 
 #include "core/status.h"
 #include "core/tensor.h"
+#include "data/batch.h"
+#include "data/sample_source.h"
 
 namespace shardtrain {
 
-class H5SplitReader;
-
 struct LoaderOptions {
-  std::string path, split, images_dataset = "images", labels_dataset = "labels";
+  std::string path, split;  // for messages
   int64_t global_batch = 0;
   std::string batch_field = "data.global_batch";  // the config field global_batch came from (for errors)
   int rank = 0, world_size = 1;
@@ -34,19 +34,6 @@ struct LoaderOptions {
   bool shuffle = true;
   bool drop_last = true;  // false for evaluation: every sample exactly once per epoch
   bool prefetch = true;
-  float mean = 0, std = 1;
-  int64_t num_classes = 10;
-};
-
-struct Batch {
-  int64_t epoch = 0, index = 0;  // epoch and batch number within it
-  int64_t global_size = 0;       // samples in this global batch (short only for the last
-                                 // batch with drop_last=false)
-  int64_t sample_offset = 0;     // index of this rank's first sample within the global batch
-  int64_t size = 0;              // this rank's samples (may be 0 in a short last batch)
-  std::vector<float> images;     // [size, sample_shape...], normalised
-  std::vector<int32_t> labels;   // [size]
-  std::vector<int64_t> samples;  // [size] indices into the split (for tests and debugging)
 };
 
 struct LoaderPosition {
@@ -55,15 +42,15 @@ struct LoaderPosition {
 
 class ShardedLoader {
  public:
-  // InvalidArgument: global_batch <= 0, rank/world_size out of range, or (with drop_last)
-  // global_batch > N or not divisible by world_size. Errors of H5SplitReader::open
-  // pass through (missing file, bad layout).
-  static StatusOr<std::unique_ptr<ShardedLoader>> open(const LoaderOptions& opts);
+  // Batches of samples from `source`. InvalidArgument: global_batch <= 0, rank/world_size
+  // out of range, or (with drop_last) global_batch > N or not divisible by world_size.
+  static StatusOr<std::unique_ptr<ShardedLoader>> open(const LoaderOptions& opts,
+                                                       std::unique_ptr<SampleSource> source);
   ~ShardedLoader();  // joins the prefetch thread
   ShardedLoader(const ShardedLoader&) = delete;
   ShardedLoader& operator=(const ShardedLoader&) = delete;
 
-  const Shape& sample_shape() const;  // e.g. {1, 28, 28}
+  const std::vector<FieldSpec>& fields() const { return source_->fields(); }
   int64_t num_samples() const;
   int64_t batches_per_epoch() const { return batches_per_epoch_; }
 
@@ -81,14 +68,14 @@ class ShardedLoader {
  private:
   // The samples (indices into the split) of this rank's slice of batch `p`, in batch order.
   std::vector<int64_t> rank_indices(LoaderPosition p);
-  explicit ShardedLoader(const LoaderOptions& opts);  // out of line: H5SplitReader is incomplete here
+  explicit ShardedLoader(const LoaderOptions& opts) : opts_(opts) {}
   StatusOr<Batch> read_batch(LoaderPosition p);  // the only place samples are read
   void prefetch_start(LoaderPosition p);
   void prefetch_drop();
   LoaderPosition advance(LoaderPosition p) const;
 
   LoaderOptions opts_;
-  std::unique_ptr<H5SplitReader> reader_;
+  std::unique_ptr<SampleSource> source_;
   int64_t batches_per_epoch_ = 0;
   LoaderPosition pos_;
   // The permutation of one epoch, cached. Touched only by read_batch, and at most one

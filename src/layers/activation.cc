@@ -6,17 +6,17 @@ const char* ActivationLayer::type() const {
   switch (act_) {
     case Activation::kRelu: return "relu";
     case Activation::kGelu: return "gelu";
-    case Activation::kGeluTanh: return "gelu";
+    case Activation::kGeluTanh: return "gelu_tanh";
   }
   return "activation";
 }
 
-void ActivationLayer::forward(const ForwardContext&, const Tensor& x, Tensor& y) {
+void ActivationLayer::forward_one(const ForwardContext&, const Tensor& x, Tensor& y) {
   be_.activation_forward(act_, x.f32(), y.f32(), x.numel());
 }
 
 // No parameters: only dx, and only when asked for.
-void ActivationLayer::backward(const ForwardContext&, const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
+void ActivationLayer::backward_one(const ForwardContext&, const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
   if (dx) be_.activation_backward(act_, x.f32(), dy.f32(), dx->f32(), x.numel());
 }
 

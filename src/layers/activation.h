@@ -6,14 +6,17 @@
 
 namespace shardtrain {
 
-class ActivationLayer final : public Layer {
+class ActivationLayer final : public UnaryLayer {
  public:
   ActivationLayer(std::string name, Backend& backend, Activation act)
-      : Layer(std::move(name), backend), act_(act) {}
+      : UnaryLayer(std::move(name), backend), act_(act) {}
   const char* type() const override;  // "relu", "gelu"
-  StatusOr<Shape> configure(const Shape& in_shape) override { return in_shape; }
-  void forward(const ForwardContext& ctx, const Tensor& x, Tensor& y) override;
-  void backward(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+
+ protected:
+  StatusOr<Shape> configure_one(const Shape& in_shape) override { return in_shape; }
+  void forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) override;
+  void backward_one(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,
+                    Tensor* dx) override;
 
  private:
   Activation act_;

@@ -16,19 +16,21 @@
 
 namespace shardtrain {
 
-class Conv2dLayer final : public Layer {
+class Conv2dLayer final : public UnaryLayer {
  public:
   Conv2dLayer(std::string name, Backend& backend, int64_t out_channels, int64_t kernel, int64_t stride,
               int64_t padding, bool bias)
-      : Layer(std::move(name), backend), out_(out_channels), kernel_(kernel), stride_(stride), padding_(padding),
+      : UnaryLayer(std::move(name), backend), out_(out_channels), kernel_(kernel), stride_(stride), padding_(padding),
         bias_(bias) {}
   const char* type() const override { return "conv2d"; }
 
+
+ protected:
   // REQUIRES in_shape == [C, H, W] with the kernel fitting the padded input.
-  StatusOr<Shape> configure(const Shape& in_shape) override;
-  std::vector<ParamSpec> param_specs() const override;
-  void forward(const ForwardContext& ctx, const Tensor& x, Tensor& y) override;
-  void backward(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  StatusOr<Shape> configure_one(const Shape& in_shape) override;
+  void forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) override;
+  void backward_one(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,
+                    Tensor* dx) override;
 
  private:
   int64_t chunk_samples() const;  // samples per im2col + GEMM chunk

@@ -4,7 +4,7 @@
 
 namespace shardtrain {
 
-StatusOr<Shape> DropoutLayer::configure(const Shape& in_shape) {
+StatusOr<Shape> DropoutLayer::configure_one(const Shape& in_shape) {
   per_sample_ = shape_numel(in_shape);
   return in_shape;
 }
@@ -16,7 +16,7 @@ DropoutKey DropoutLayer::key(const ForwardContext& ctx) const {
                     static_cast<uint64_t>(ctx.sample_offset * per_sample_)};
 }
 
-void DropoutLayer::forward(const ForwardContext& ctx, const Tensor& x, Tensor& y) {
+void DropoutLayer::forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) {
   if (!ctx.training || p_ <= 0.0f) {
     be_.copy(x, y);
     return;
@@ -25,7 +25,7 @@ void DropoutLayer::forward(const ForwardContext& ctx, const Tensor& x, Tensor& y
 }
 
 // The same mask and scale applied to dy is the exact backward.
-void DropoutLayer::backward(const ForwardContext& ctx, const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx) {
+void DropoutLayer::backward_one(const ForwardContext& ctx, const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx) {
   if (!dx) return;
   if (!ctx.training || p_ <= 0.0f) {
     be_.copy(dy, *dx);

@@ -9,13 +9,16 @@
 
 namespace shardtrain {
 
-class DropoutLayer final : public Layer {
+class DropoutLayer final : public UnaryLayer {
  public:
-  DropoutLayer(std::string name, Backend& backend, float p) : Layer(std::move(name), backend), p_(p) {}
+  DropoutLayer(std::string name, Backend& backend, float p) : UnaryLayer(std::move(name), backend), p_(p) {}
   const char* type() const override { return "dropout"; }
-  StatusOr<Shape> configure(const Shape& in_shape) override;
-  void forward(const ForwardContext& ctx, const Tensor& x, Tensor& y) override;
-  void backward(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+
+ protected:
+  StatusOr<Shape> configure_one(const Shape& in_shape) override;
+  void forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) override;
+  void backward_one(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,
+                    Tensor* dx) override;
 
  private:
   // Key of this layer at ctx.step for this rank's slice of the batch.

@@ -6,13 +6,15 @@
 
 namespace shardtrain {
 
-class FlattenLayer final : public Layer {
+class FlattenLayer final : public UnaryLayer {
  public:
-  FlattenLayer(std::string name, Backend& backend) : Layer(std::move(name), backend) {}
+  FlattenLayer(std::string name, Backend& backend) : UnaryLayer(std::move(name), backend) {}
   const char* type() const override { return "flatten"; }
-  StatusOr<Shape> configure(const Shape& in_shape) override { return Shape{shape_numel(in_shape)}; }
-  void forward(const ForwardContext&, const Tensor& x, Tensor& y) override { be_.copy(x, y); }
-  void backward(const ForwardContext&, const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx) override {
+
+ protected:
+  StatusOr<Shape> configure_one(const Shape& in_shape) override { return Shape{shape_numel(in_shape)}; }
+  void forward_one(const ForwardContext&, const Tensor& x, Tensor& y) override { be_.copy(x, y); }
+  void backward_one(const ForwardContext&, const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx) override {
     if (dx) be_.copy(dy, *dx);
   }
 };

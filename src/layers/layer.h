@@ -1,12 +1,20 @@
 // Layer: one node of the model graph, written once against Backend& (no device branches).
 //
+// A node reads one or more named values and writes one or more (model/graph.h wires them
+// from the config). Per-sample specs (shape without the batch dimension, dtype) flow
+// through configure(); tensors passed to forward/backward carry the batch dimension first.
+//
 // Lifecycle, driven by model/:
 //   1. constructed by the registry from its LayerConfig;
-//   2. configure(per-sample input shape) -> per-sample output shape, or an error naming
-//      the layer (e.g. a kernel larger than the input);
-//   3. bind(params, grads): views into the Model's flat parameter and gradient buffers,
-//      in param_specs() order; parameter values are initialised by the Model;
-//   4. forward / backward per step with batch-sized tensors the Model allocates.
+//   2. configure(input specs, store) -> output specs, or an error naming the layer; a layer
+//      declares its parameters in the store here (or finds a tied one by name);
+//   3. forward / backward per step, with the layer's parameters acquired from the store
+//      around each call.
+//
+// Gradients: backward ADDS each parameter's gradient into the store's gradient (zeroed
+// once per step by the model), so a parameter used by two layers gets both contributions.
+// Input gradients din[i] are overwritten; din[i] is null when input i needs none (data,
+// integer values, values no parameter depends on).
 #pragma once
 
 #include <cstdint>
@@ -16,15 +24,14 @@
 #include "backend/backend.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "model/param_store.h"
 
 namespace shardtrain {
 
-// Initialisation follows PyTorch's defaults for Linear and Conv2d: weights and biases
-// uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)].
-struct ParamSpec {
-  std::string name;  // local name: "weight", "bias"
+// A value as one sample sees it: shape without the batch dimension, and dtype.
+struct ValueSpec {
   Shape shape;
-  int64_t fan_in;
+  DType dtype = DType::kFloat32;
 };
 
 // What a forward/backward call needs to know beyond its tensors.
@@ -34,7 +41,11 @@ struct ForwardContext {
   int64_t step = 0;          // optimizer step being computed (dropout keys)
   int64_t sample_offset = 0; // global index of this rank's first sample in the batch
   int64_t global_batch = 0;  // samples in the global batch (dropout keys)
+  float grad_scale = 1.0f;   // the loss head scales its gradient by this (1 / global_batch)
 };
+
+using ConstTensors = std::vector<const Tensor*>;
+using MutTensors = std::vector<Tensor*>;
 
 class Layer {
  public:
@@ -45,32 +56,64 @@ class Layer {
 
   virtual const char* type() const = 0;
   const std::string& name() const { return name_; }
-  // Position in the model; part of dropout keys.
+  // Position in the model graph; part of dropout keys and of error messages.
   int index() const { return index_; }
   void set_index(int i) { index_ = i; }
+  // How error messages name this layer ("model.layer[3] (fc1)"); set by the registry.
+  const std::string& where() const { return where_; }
+  void set_where(std::string w) { where_ = std::move(w); }
 
-  virtual StatusOr<Shape> configure(const Shape& in_shape) = 0;
-  virtual std::vector<ParamSpec> param_specs() const { return {}; }
-  void bind(std::vector<Tensor> params, std::vector<Tensor> grads) {
-    params_ = std::move(params);
-    grads_ = std::move(grads);
-  }
+  // How many inputs the layer reads (the graph wires the default ones from it).
+  virtual int num_inputs() const { return 1; }
+  virtual StatusOr<std::vector<ValueSpec>> configure(const std::vector<ValueSpec>& in, ParamStore& store) = 0;
+  // The parameters this layer uses, in the order it declared or found them.
+  const std::vector<ParamId>& param_ids() const { return param_ids_; }
 
-  // x: [N, in_shape...]; y: [N, out_shape...], preallocated.
-  virtual void forward(const ForwardContext& ctx, const Tensor& x, Tensor& y) = 0;
-  // Overwrites this layer's parameter gradients; writes dx when non-null.
-  // x and y are the tensors of the matching forward call.
-  // REQUIRES: that forward was this layer's last one: layers may keep what it computed
-  // (Conv2d its im2col columns, MaxPool2d its argmax) instead of recomputing it.
-  virtual void backward(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,
-                        Tensor* dx) = 0;
+  virtual void forward(const ForwardContext& ctx, const ConstTensors& in, const MutTensors& out) = 0;
+  // REQUIRES: the matching forward was this layer's last one: layers may keep what it
+  // computed (Conv2d its im2col columns, attention its log-sum-exp) instead of recomputing.
+  virtual void backward(const ForwardContext& ctx, const ConstTensors& in, const ConstTensors& out,
+                        const ConstTensors& dout, const MutTensors& din) = 0;
 
  protected:
+  // During configure: a new parameter "<layer name>.<local>" / an existing one by full name.
+  Status declare_param(ParamStore& store, const std::string& local, const Shape& shape, ParamInit init);
+  Status use_param(ParamStore& store, const std::string& full_name);
+  const Tensor& param(int i) const { return store_->value(param_ids_[i]); }
+  Tensor& grad(int i) { return store_->grad(param_ids_[i]); }
+  Status error(const std::string& msg) const { return Status::InvalidArgument(where_ + ": " + msg); }
+
   std::string name_;
+  std::string where_;
   Backend& be_;
   int index_ = 0;
-  std::vector<Tensor> params_;
-  std::vector<Tensor> grads_;
+  ParamStore* store_ = nullptr;
+  std::vector<ParamId> param_ids_;
+};
+
+// The common case: one fp32 input, one fp32 output. Subclasses implement the *_one methods.
+class UnaryLayer : public Layer {
+ public:
+  using Layer::Layer;
+  StatusOr<std::vector<ValueSpec>> configure(const std::vector<ValueSpec>& in, ParamStore& store) final;
+  void forward(const ForwardContext& ctx, const ConstTensors& in, const MutTensors& out) final {
+    forward_one(ctx, *in[0], *out[0]);
+  }
+  void backward(const ForwardContext& ctx, const ConstTensors& in, const ConstTensors& out, const ConstTensors& dout,
+                const MutTensors& din) final {
+    backward_one(ctx, *in[0], *out[0], *dout[0], din[0]);
+  }
+
+ protected:
+  // Per-sample input shape -> per-sample output shape; may declare parameters (store_ is set).
+  virtual StatusOr<Shape> configure_one(const Shape& in_shape) = 0;
+  virtual void forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) = 0;
+  // dx may be null (no input gradient wanted).
+  virtual void backward_one(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,
+                            Tensor* dx) = 0;
+  Status declare(const std::string& local, const Shape& shape, ParamInit init) {
+    return declare_param(*store_, local, shape, init);
+  }
 };
 
 }  // namespace shardtrain

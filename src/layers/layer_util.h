@@ -1,5 +1,5 @@
-// Small helpers shared by the layer implementations: error messages that name the layer,
-// and grow-only scratch buffers.
+// Small helpers shared by the layer implementations: how errors name a layer, and
+// grow-only scratch buffers.
 #pragma once
 
 #include <string>
@@ -14,9 +14,6 @@ namespace shardtrain {
 // "model.layer[3] (fc1)": how every configuration error names its layer.
 inline std::string layer_where(int index, const std::string& name) {
   return "model.layer[" + std::to_string(index) + "] (" + name + ")";
-}
-inline Status layer_error(const Layer& layer, const std::string& msg) {
-  return Status::InvalidArgument(layer_where(layer.index(), layer.name()) + ": " + msg);
 }
 
 // A backend buffer that is allocated on first use and reused across steps. It only grows,

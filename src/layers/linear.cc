@@ -1,36 +1,44 @@
 #include "layers/linear.h"
 
-#include "layers/layer_util.h"
-
 namespace shardtrain {
 
-StatusOr<Shape> LinearLayer::configure(const Shape& in_shape) {
-  if (in_shape.size() != 1)
-    return layer_error(*this, "linear expects a flat [D] input, got " + shape_str(in_shape) + ": add a flatten layer");
-  in_ = in_shape[0];
-  return Shape{out_};
+StatusOr<Shape> LinearLayer::configure_one(const Shape& in_shape) {
+  if (in_shape.empty() || in_shape.size() > 2)
+    return error("linear expects a [D] or [T, D] input, got " + shape_str(in_shape) + ": add a flatten layer");
+  in_ = in_shape.back();
+  if (!tied_to_.empty()) {
+    RETURN_IF_ERROR(use_param(*store_, tied_to_));
+    const Shape& w = store_->params()[param_ids_[0]].shape;
+    if (w.size() != 2 || w[1] != in_)
+      return error("tied weight " + tied_to_ + " is " + shape_str(w) + " but the input has " + std::to_string(in_) +
+                   " features");
+    out_ = w[0];
+    Shape out = in_shape;
+    out.back() = out_;
+    return out;
+  }
+  const bool gpt2_init = init_std_ > 0;
+  RETURN_IF_ERROR(declare("weight", {out_, in_}, gpt2_init ? ParamInit::Normal(init_std_) : ParamInit::UniformFanIn(in_)));
+  if (bias_) RETURN_IF_ERROR(declare("bias", {out_}, gpt2_init ? ParamInit::Zeros() : ParamInit::UniformFanIn(in_)));
+  Shape out = in_shape;
+  out.back() = out_;
+  return out;
 }
 
-std::vector<ParamSpec> LinearLayer::param_specs() const {
-  std::vector<ParamSpec> specs{{"weight", {out_, in_}, in_}};
-  if (bias_) specs.push_back({"bias", {out_}, in_});
-  return specs;
-}
-
-void LinearLayer::forward(const ForwardContext&, const Tensor& x, Tensor& y) {
-  const int64_t n = x.dim(0);
+void LinearLayer::forward_one(const ForwardContext&, const Tensor& x, Tensor& y) {
+  const int64_t n = x.numel() / in_;  // rows: samples x positions
   // y[n, out] = x[n, in] * W[out, in]^T
-  be_.gemm(GemmOp::kNoTrans, GemmOp::kTrans, n, out_, in_, 1.0f, x.f32(), params_[0].f32(), 0.0f, y.f32());
-  if (bias_) be_.bias_add(y.f32(), params_[1].f32(), n, out_, 1);
+  be_.gemm(GemmOp::kNoTrans, GemmOp::kTrans, n, out_, in_, 1.0f, x.f32(), param(0).f32(), 0.0f, y.f32());
+  if (bias_) be_.bias_add(y.f32(), param(1).f32(), n, out_, 1);
 }
 
-void LinearLayer::backward(const ForwardContext&, const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
-  const int64_t n = x.dim(0);
-  // dW[out, in] = dy[n, out]^T * x[n, in]; beta = 0 overwrites the gradient.
-  be_.gemm(GemmOp::kTrans, GemmOp::kNoTrans, out_, in_, n, 1.0f, dy.f32(), x.f32(), 0.0f, grads_[0].f32());
-  if (bias_) be_.bias_grad(dy.f32(), grads_[1].f32(), n, out_, 1);
+void LinearLayer::backward_one(const ForwardContext&, const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
+  const int64_t n = x.numel() / in_;
+  // dW[out, in] += dy[n, out]^T * x[n, in] (beta = 1: gradients accumulate).
+  be_.gemm(GemmOp::kTrans, GemmOp::kNoTrans, out_, in_, n, 1.0f, dy.f32(), x.f32(), 1.0f, grad(0).f32());
+  if (bias_) be_.bias_grad(dy.f32(), grad(1).f32(), n, out_, 1);
   // dx[n, in] = dy[n, out] * W[out, in]
-  if (dx) be_.gemm(GemmOp::kNoTrans, GemmOp::kNoTrans, n, in_, out_, 1.0f, dy.f32(), params_[0].f32(), 0.0f, dx->f32());
+  if (dx) be_.gemm(GemmOp::kNoTrans, GemmOp::kNoTrans, n, in_, out_, 1.0f, dy.f32(), param(0).f32(), 0.0f, dx->f32());
 }
 
 }  // namespace shardtrain

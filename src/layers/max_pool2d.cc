@@ -2,11 +2,11 @@
 
 namespace shardtrain {
 
-StatusOr<Shape> MaxPool2dLayer::configure(const Shape& in) {
+StatusOr<Shape> MaxPool2dLayer::configure_one(const Shape& in) {
   if (in.size() != 3)
-    return layer_error(*this, "max_pool2d expects a [C, H, W] input, got " + shape_str(in));
+    return error("max_pool2d expects a [C, H, W] input, got " + shape_str(in));
   if (kernel_ > in[1] || kernel_ > in[2])
-    return layer_error(*this, "kernel " + std::to_string(kernel_) + " larger than input " + std::to_string(in[1]) +
+    return error("kernel " + std::to_string(kernel_) + " larger than input " + std::to_string(in[1]) +
                                   "x" + std::to_string(in[2]));
   in_ = in;
   PoolGeometry g = geometry(1);
@@ -18,7 +18,7 @@ PoolGeometry MaxPool2dLayer::geometry(int64_t batch) const {
                       (in_[2] - kernel_) / stride_ + 1};
 }
 
-void MaxPool2dLayer::forward(const ForwardContext&, const Tensor& x, Tensor& y) {
+void MaxPool2dLayer::forward_one(const ForwardContext&, const Tensor& x, Tensor& y) {
   const PoolGeometry g = geometry(x.dim(0));
   int32_t* argmax = argmax_.get(be_, y.numel(), DType::kInt32).data<int32_t>();
   be_.maxpool2d_forward(x.f32(), g, y.f32(), argmax);
@@ -26,7 +26,7 @@ void MaxPool2dLayer::forward(const ForwardContext&, const Tensor& x, Tensor& y) 
   argmax_batch_ = g.batch;
 }
 
-void MaxPool2dLayer::backward(const ForwardContext&, const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
+void MaxPool2dLayer::backward_one(const ForwardContext&, const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
   if (!dx) return;
   const PoolGeometry g = geometry(x.dim(0));
   int32_t* argmax = argmax_.get(be_, dy.numel(), DType::kInt32).data<int32_t>();

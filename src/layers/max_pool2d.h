@@ -8,14 +8,17 @@
 
 namespace shardtrain {
 
-class MaxPool2dLayer final : public Layer {
+class MaxPool2dLayer final : public UnaryLayer {
  public:
   MaxPool2dLayer(std::string name, Backend& backend, int64_t kernel, int64_t stride)
-      : Layer(std::move(name), backend), kernel_(kernel), stride_(stride) {}
+      : UnaryLayer(std::move(name), backend), kernel_(kernel), stride_(stride) {}
   const char* type() const override { return "max_pool2d"; }
-  StatusOr<Shape> configure(const Shape& in_shape) override;
-  void forward(const ForwardContext& ctx, const Tensor& x, Tensor& y) override;
-  void backward(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+
+ protected:
+  StatusOr<Shape> configure_one(const Shape& in_shape) override;
+  void forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) override;
+  void backward_one(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,
+                    Tensor* dx) override;
 
  private:
   PoolGeometry geometry(int64_t batch) const;

@@ -1,71 +1,146 @@
 #include "model/model.h"
 
-#include <set>
+#include <map>
 
+#include "layers/layer_util.h"
 #include "layers/registry.h"
+#include "layers/softmax_xent.h"
 
 namespace shardtrain {
 
-StatusOr<std::unique_ptr<Model>> Model::build(const config::ModelConfig& cfg, const Shape& sample_shape,
-                                              int64_t num_classes, Backend& backend) {
-  std::unique_ptr<Model> m(new Model(backend));
-  m->num_classes_ = num_classes;
-  m->shapes_.push_back(sample_shape);
-  std::vector<std::vector<ParamSpec>> specs;
-  for (int i = 0; i < cfg.layer_size(); ++i) {
-    ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, make_layer(cfg.layer(i), i, backend));
-    layer->set_index(i);
-    auto out = layer->configure(m->shapes_.back());
-    if (!out.ok()) return out.status();
-    m->shapes_.push_back(out.value());
-    specs.push_back(layer->param_specs());
-    m->layers_.push_back(std::move(layer));
+struct Model::Value {
+  std::string name;
+  ValueSpec spec;
+  int producer = -1;        // node index; -1 for a batch field
+  bool needs_grad = false;  // some parameter's gradient flows through it
+  Tensor act, grad;         // [batch, spec...]
+  Tensor grad_scratch;      // second and later input gradients, added into `grad`
+  bool grad_written = false;
+};
+
+struct Model::Node {
+  std::unique_ptr<Layer> layer;
+  std::vector<int> in, out;  // value ids
+  bool run_backward = false;
+  int first_param = 0;       // params declared by this node are [first_param, end_param)
+  int end_param = 0;
+};
+
+Model::Model(Backend& backend) : be_(backend), store_(backend) {}
+Model::~Model() = default;
+
+Status Model::add_node(const NodeConfig& nc, int64_t num_classes) {
+  std::map<std::string, int> by_name;
+  for (size_t v = 0; v < values_.size(); ++v) by_name[values_[v]->name] = static_cast<int>(v);
+  auto node = std::make_unique<Node>();
+  std::vector<ValueSpec> in_specs;
+  for (const std::string& name : nc.inputs) {
+    auto it = by_name.find(name);
+    if (it == by_name.end())
+      return Status::InvalidArgument(nc.where + ": input '" + name +
+                                     "' is neither a data field nor the output of an earlier layer");
+    node->in.push_back(it->second);
+    in_specs.push_back(values_[it->second]->spec);
   }
-  if (m->layers_.empty()) return Status::InvalidArgument("model: no layers");
-  if (m->shapes_.back() != Shape{num_classes}) {
-    const auto& last = *m->layers_.back();
-    return Status::InvalidArgument("model.layer[" + std::to_string(m->layers_.size() - 1) + "] (" + last.name() +
-                                   "): the last layer outputs " + shape_str(m->shapes_.back()) +
-                                   " per sample but the loss needs [" + std::to_string(num_classes) +
-                                   "] (data.num_classes)");
+  LayerBuildContext lc;
+  lc.num_classes = num_classes;
+  // Logits from an LM head over a padded embedding table have padding columns.
+  if (!node->in.empty() && values_[node->in[0]]->producer >= 0)
+    lc.logits_padded = std::string(nodes_[values_[node->in[0]]->producer]->layer->type()) == "lm_head";
+  ASSIGN_OR_RETURN(node->layer, make_layer(nc.layer, nc.name, nc.where, lc, be_));
+  node->layer->set_index(static_cast<int>(nodes_.size()));
+  node->first_param = static_cast<int>(store_.params().size());
+  ASSIGN_OR_RETURN(std::vector<ValueSpec> out_specs, node->layer->configure(in_specs, store_));
+  node->end_param = static_cast<int>(store_.params().size());
+  if (out_specs.size() != nc.outputs.size())
+    return Status::InvalidArgument(nc.where + ": " + node->layer->type() + " writes " +
+                                   std::to_string(out_specs.size()) + " values but " +
+                                   std::to_string(nc.outputs.size()) + " outputs are named");
+
+  bool grad_flows = !node->layer->param_ids().empty();
+  for (int v : node->in) grad_flows = grad_flows || values_[v]->needs_grad;
+  node->run_backward = grad_flows;
+  const int index = static_cast<int>(nodes_.size());
+  for (size_t o = 0; o < out_specs.size(); ++o) {
+    if (by_name.count(nc.outputs[o]))
+      return Status::InvalidArgument(nc.where + ": output '" + nc.outputs[o] + "' is already a value of the model");
+    auto v = std::make_unique<Value>();
+    v->name = nc.outputs[o];
+    v->spec = out_specs[o];
+    v->producer = index;
+    v->needs_grad = grad_flows && v->spec.dtype == DType::kFloat32;
+    by_name[v->name] = static_cast<int>(values_.size());
+    node->out.push_back(static_cast<int>(values_.size()));
+    values_.push_back(std::move(v));
+  }
+  nodes_.push_back(std::move(node));
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Model>> Model::build(const config::ModelConfig& cfg, const std::vector<ModelInput>& inputs,
+                                              int64_t num_classes, Backend& backend) {
+  if (inputs.size() < 2) return Status::Internal("model: the batch must have an input and a label field");
+  if (cfg.layer_size() == 0) return Status::InvalidArgument("model: no layers");
+  std::unique_ptr<Model> m(new Model(backend));
+  m->inputs_ = inputs;
+  for (const ModelInput& in : inputs) {
+    auto v = std::make_unique<Value>();
+    v->name = in.name;
+    v->spec = in.spec;
+    m->values_.push_back(std::move(v));
   }
 
-  // Lay every parameter out in one flat buffer, in layer order.
-  int64_t total = 0;
-  std::set<std::string> names;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    m->layer_first_param_.push_back(static_cast<int>(m->params_.size()));
-    for (const ParamSpec& s : specs[i]) {
-      ParamInfo p{m->layers_[i]->name() + "." + s.name, s.shape, total, s.fan_in};
-      if (!names.insert(p.name).second)
-        return Status::InvalidArgument("model: two parameters named " + p.name + " (rename a layer)");
-      total += shape_numel(s.shape);
-      m->params_.push_back(std::move(p));
+  std::string prev = inputs[0].name, last_where;
+  for (int i = 0; i < cfg.layer_size(); ++i) {
+    const config::LayerConfig& lc = cfg.layer(i);
+    const std::string where = "model.layer[" + std::to_string(i) + "]";
+    if (lc.type_case() == config::LayerConfig::TYPE_NOT_SET) return Status::InvalidArgument(where + ": no layer type set");
+    NodeConfig nc;
+    nc.layer = lc;
+    nc.name = lc.name().empty() ? layer_type_name(lc) + std::to_string(i) : lc.name();
+    nc.where = layer_where(i, nc.name);
+    nc.inputs.assign(lc.input().begin(), lc.input().end());
+    nc.outputs.assign(lc.output().begin(), lc.output().end());
+    if (nc.inputs.empty()) {
+      if (lc.has_add()) return Status::InvalidArgument(nc.where + ": add needs two named inputs (input: \"a\" input: \"b\")");
+      nc.inputs = {prev};
+      if (lc.has_softmax_cross_entropy()) nc.inputs.push_back(inputs[1].name);
     }
-  }
-  m->layer_first_param_.push_back(static_cast<int>(m->params_.size()));  // end sentinel
-  m->flat_params_ = backend.alloc({total});
-  m->flat_grads_ = backend.alloc({total});
-  size_t k = 0;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    std::vector<Tensor> ps, gs;
-    for (size_t j = 0; j < specs[i].size(); ++j, ++k) {
-      const ParamInfo& p = m->params_[k];
-      ps.push_back(m->flat_params_.slice(p.offset, p.shape));
-      gs.push_back(m->flat_grads_.slice(p.offset, p.shape));
+    if (nc.outputs.empty()) nc.outputs = {nc.name};
+
+    std::vector<NodeConfig> expanded;
+    if (lc.has_transformer_block()) {
+      int64_t width = 0;
+      for (const auto& v : m->values_)
+        if (v->name == nc.inputs[0] && !v->spec.shape.empty()) width = v->spec.shape.back();
+      ASSIGN_OR_RETURN(expanded, expand_transformer_block(lc, nc.name, i, nc.inputs[0], width));
+    } else {
+      expanded.push_back(std::move(nc));
     }
-    m->layers_[i]->bind(std::move(ps), std::move(gs));
+    for (const NodeConfig& n : expanded) RETURN_IF_ERROR(m->add_node(n, num_classes));
+    prev = expanded.back().outputs[0];
+    last_where = expanded.back().where;
   }
+  if (std::string(m->nodes_.back()->layer->type()) != "softmax_cross_entropy") {
+    NodeConfig loss;
+    loss.layer.mutable_softmax_cross_entropy();
+    loss.name = "loss";
+    loss.inputs = {prev, inputs[1].name};
+    loss.outputs = {"loss"};
+    loss.where = last_where;  // a class-count mismatch is the last layer's to fix
+    RETURN_IF_ERROR(m->add_node(loss, num_classes));
+  }
+  m->store_.allocate();
   return m;
 }
 
 std::string Model::summary() const {
   std::string out;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    int64_t n = 0;
-    for (const ParamSpec& s : layers_[i]->param_specs()) n += shape_numel(s.shape);
-    out += "  " + layers_[i]->name() + " (" + layers_[i]->type() + ") -> " + shape_str(shapes_[i + 1]) +
-           (n ? ", " + std::to_string(n) + " params" : "") + "\n";
+  for (const auto& n : nodes_) {
+    int64_t params = 0;
+    for (int p = n->first_param; p < n->end_param; ++p) params += shape_numel(store_.params()[p].shape);
+    out += "  " + n->layer->name() + " (" + n->layer->type() + ") -> " + shape_str(values_[n->out[0]]->spec.shape) +
+           (params ? ", " + std::to_string(params) + " params" : "") + "\n";
   }
   out += "  total " + std::to_string(num_params()) + " parameters";
   return out;
@@ -74,62 +149,100 @@ std::string Model::summary() const {
 void Model::ensure_batch(int64_t n) {
   if (n == batch_) return;
   batch_ = n;
-  acts_.clear();
-  grads_.clear();
-  for (const Shape& s : shapes_) {
+  for (auto& v : values_) {
     Shape full = {n};
-    full.insert(full.end(), s.begin(), s.end());
-    acts_.push_back(be_.alloc(full));
-    grads_.push_back(be_.alloc(full));
+    full.insert(full.end(), v->spec.shape.begin(), v->spec.shape.end());
+    v->act = be_.alloc(full, v->spec.dtype);
+    v->grad = v->needs_grad ? be_.alloc(full) : Tensor();
+    v->grad_scratch = Tensor();
   }
-  labels_ = be_.alloc({n}, DType::kInt32);
-  stats_ = be_.alloc({n, 2});
-  losses_ = be_.alloc({n});
 }
 
-void Model::forward(const ForwardContext& ctx, const float* images, const int32_t* labels, int64_t n) {
+void Model::forward(const ForwardContext& ctx, const std::vector<const void*>& data, int64_t n) {
   ensure_batch(n);
-  be_.copy_from_host(acts_[0], images);
-  be_.copy_from_host(labels_, labels);
-  for (size_t i = 0; i < layers_.size(); ++i) layers_[i]->forward(ctx, acts_[i], acts_[i + 1]);
-  be_.softmax_xent_forward(acts_.back().f32(), num_classes_, labels_.data<int32_t>(), n, num_classes_, stats_.f32(),
-                           losses_.f32());
+  for (size_t i = 0; i < inputs_.size(); ++i) be_.copy_from_host(values_[i]->act, data[i]);
+  for (auto& node : nodes_) {
+    ConstTensors in;
+    MutTensors out;
+    for (int v : node->in) in.push_back(&values_[v]->act);
+    for (int v : node->out) out.push_back(&values_[v]->act);
+    store_.acquire(node->layer->param_ids());
+    node->layer->forward(ctx, in, out);
+    store_.release(node->layer->param_ids());
+  }
+}
+
+void Model::backward(const ForwardContext& ctx, const GradsReadyFn& grads_ready) {
+  for (auto& v : values_) v->grad_written = false;
+  for (size_t k = nodes_.size(); k-- > 0;) {
+    Node& node = *nodes_[k];
+    if (!node.run_backward) continue;
+    ConstTensors in, out, dout;
+    MutTensors din;
+    for (int v : node.in) in.push_back(&values_[v]->act);
+    for (int v : node.out) {
+      Value& val = *values_[v];
+      out.push_back(&val.act);
+      // An output nothing downstream took a gradient from contributes zero.
+      if (val.needs_grad && !val.grad_written && k + 1 != nodes_.size()) {
+        be_.fill(val.grad, 0.0f);
+        val.grad_written = true;
+      }
+      dout.push_back(val.needs_grad ? &val.grad : nullptr);
+    }
+    std::vector<Value*> add_later;
+    for (int v : node.in) {
+      Value& val = *values_[v];
+      if (!val.needs_grad) {
+        din.push_back(nullptr);
+      } else if (!val.grad_written) {
+        din.push_back(&val.grad);
+        val.grad_written = true;
+      } else {  // a second reader of this value: its gradient adds to the first one's
+        if (!val.grad_scratch.defined()) val.grad_scratch = be_.alloc(val.grad.shape());
+        din.push_back(&val.grad_scratch);
+        add_later.push_back(&val);
+      }
+    }
+    store_.acquire(node.layer->param_ids());
+    node.layer->backward(ctx, in, out, dout, din);
+    store_.release(node.layer->param_ids());
+    for (Value* val : add_later) be_.add(val->grad, val->grad_scratch, val->grad);
+    if (grads_ready && node.first_param < node.end_param) grads_ready(node.first_param);
+  }
 }
 
 BatchResult Model::batch_stats(int64_t n) {
+  auto& loss_node = *nodes_.back();
+  auto& loss = static_cast<SoftmaxCrossEntropyLayer&>(*loss_node.layer);
+  const Tensor& losses = values_[loss_node.out[0]]->act;
   BatchResult r;
   r.samples = n;
-  r.loss_sum = be_.sum(losses_.f32(), n);
-  r.correct = be_.count_correct(acts_.back().f32(), num_classes_, labels_.data<int32_t>(), n, num_classes_);
+  r.predictions = losses.numel();
+  r.loss_sum = be_.sum(losses.f32(), losses.numel());
+  r.correct = loss.count_correct(values_[loss_node.in[0]]->act, values_[loss_node.in[1]]->act);
   return r;
 }
 
-BatchResult Model::forward_backward(const ForwardContext& ctx, const float* images, const int32_t* labels, int64_t n,
-                                    float grad_scale, const GradsReadyFn& grads_ready) {
+BatchResult Model::forward_backward(const ForwardContext& ctx, const std::vector<const void*>& data, int64_t n,
+                                    const GradsReadyFn& grads_ready) {
+  store_.zero_grads();
   if (n == 0) {  // a rank with no samples in a short batch contributes zero gradients
-    be_.fill(flat_grads_, 0.0f);
     if (grads_ready) grads_ready(0);
     return {};
   }
-  be_.fill(flat_grads_, 0.0f);
-  forward(ctx, images, labels, n);
-  be_.softmax_xent_backward(acts_.back().f32(), num_classes_, stats_.f32(), labels_.data<int32_t>(), n, num_classes_,
-                            grad_scale, grads_.back().f32());
-  for (size_t i = layers_.size(); i-- > 0;) {
-    Tensor* dx = i > 0 ? &grads_[i] : nullptr;  // no gradient w.r.t. the input images
-    layers_[i]->backward(ctx, acts_[i], acts_[i + 1], grads_[i + 1], dx);
-    if (grads_ready && layer_first_param_[i] < layer_first_param_[i + 1]) grads_ready(layer_first_param_[i]);
-  }
-  // Backward reads probs and logits but never writes them: the stats are still this
-  // batch's, and reading them only now keeps the device busy meanwhile.
+  forward(ctx, data, n);
+  backward(ctx, grads_ready);
+  // Backward reads the logits but never writes them: the stats are still this batch's,
+  // and reading them only now keeps the device busy meanwhile.
   return batch_stats(n);
 }
 
-BatchResult Model::evaluate(const float* images, const int32_t* labels, int64_t n) {
+BatchResult Model::evaluate(const std::vector<const void*>& data, int64_t n) {
   if (n == 0) return {};
   ForwardContext ctx;
   ctx.training = false;
-  forward(ctx, images, labels, n);
+  forward(ctx, data, n);
   return batch_stats(n);
 }
 

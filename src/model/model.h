@@ -1,10 +1,20 @@
-// Model: the layer stack built from config, with every parameter and gradient a view into
-// one flat buffer each. Flat buffers are what the communicator reduces and the optimizer
-// steps over (one call each per step), and what checkpoints split back into named tensors.
+// Model: a graph of layers over named values, built from config, with every parameter in
+// a ParamStore (one flat buffer for parameters and one for gradients).
 //
-// The loss is softmax cross-entropy. Gradients are scaled by 1/global_batch, so summing
-// them over ranks (all-reduce SUM) gives exactly the gradient of the global-batch mean
-// loss, whatever the world size.
+// Values: the batch's fields (e.g. "images" and "labels", or "tokens" and "targets") and
+// every node's outputs. Nodes run in config order, which must be a topological order (a
+// node reads only batch fields and earlier outputs). The last node is the loss head
+// (softmax cross-entropy, appended when the config has none), whose per-position losses
+// are the model's loss.
+//
+// Backward runs the nodes in reverse. A value read by several nodes (a residual stream)
+// receives the sum of their input gradients; parameter gradients accumulate in the store,
+// zeroed once per step. Nodes whose inputs need no gradient and that have no parameters
+// are skipped, as are input gradients nobody needs (the data's).
+//
+// Gradients are scaled so that summing them over ranks (all-reduce SUM) gives exactly
+// the gradient of the mean loss over every position of the global batch, whatever the
+// world size: ctx.grad_scale is 1/global_batch and the loss divides by its positions.
 // Thread-safety: none; owned and used by the trainer thread.
 #pragma once
 
@@ -15,23 +25,25 @@
 
 #include "config/shardtrain.pb.h"
 #include "layers/layer.h"
+#include "model/graph_config.h"
+#include "model/param_store.h"
 
 namespace shardtrain {
 
-struct ParamInfo {
-  std::string name;  // "fc1.weight"
-  Shape shape;
-  int64_t offset;    // into the flat buffers
-  int64_t fan_in;
+// One field of the batch the model reads: its name and per-sample spec.
+struct ModelInput {
+  std::string name;
+  ValueSpec spec;
 };
 
 struct BatchResult {
-  double loss_sum = 0;   // sum over the local samples of the per-sample loss
-  int64_t correct = 0;   // local samples whose argmax equals the label
-  int64_t samples = 0;
+  double loss_sum = 0;      // sum of the per-position losses of the local samples
+  int64_t correct = 0;      // positions whose argmax equals the label
+  int64_t samples = 0;      // local samples
+  int64_t predictions = 0;  // positions (samples x positions per sample)
 };
 
-// Called during backward, right after a layer's backward was issued: every parameter
+// Called during backward, right after a node's backward was issued: every parameter
 // gradient with index >= first_param (params() order) is now final for this step. On a
 // GPU "final" means issued on the backend's stream, which is what a communicator that
 // orders itself after that stream needs.
@@ -39,52 +51,49 @@ using GradsReadyFn = std::function<void(int first_param)>;
 
 class Model {
  public:
-  // `sample_shape` is one input sample's shape (e.g. {1, 28, 28}); the last layer must
-  // output [num_classes]. Errors name the layer (model.layer[i] (name): ...).
-  static StatusOr<std::unique_ptr<Model>> build(const config::ModelConfig& cfg, const Shape& sample_shape,
+  // `inputs`: the batch's fields; the first is what the first layer reads by default, the
+  // second the labels the loss head reads by default. Errors name the layer
+  // (model.layer[i] (name): ...).
+  static StatusOr<std::unique_ptr<Model>> build(const config::ModelConfig& cfg, const std::vector<ModelInput>& inputs,
                                                 int64_t num_classes, Backend& backend);
+  ~Model();
 
-  const std::vector<ParamInfo>& params() const { return params_; }
-  int64_t num_params() const { return flat_params_.numel(); }
+  const std::vector<ModelInput>& inputs() const { return inputs_; }
+  ParamStore& store() { return store_; }
+  const std::vector<ParamInfo>& params() const { return store_.params(); }
+  int64_t num_params() const { return store_.num_params(); }
   Backend& backend() { return be_; }
-  Tensor& flat_params() { return flat_params_; }
-  Tensor& flat_grads() { return flat_grads_; }
-  std::string summary() const;  // one line per layer: name, type, output shape, #params
+  Tensor& flat_params() { return store_.flat_params(); }
+  Tensor& flat_grads() { return store_.flat_grads(); }
+  std::string summary() const;  // one line per node: name, type, output shape, #params
 
-  // Seeded init (PyTorch default ranges), identical on every rank and device.
-  void init_params(uint64_t seed);
+  // Seeded init, identical on every rank and device.
+  void init_params(uint64_t seed) { store_.init(seed); }
 
-  // Forward, loss and backward on a local batch of n samples (host arrays), leaving the
-  // parameter gradients (scaled by grad_scale, e.g. 1/global_batch) in flat_grads().
-  // grads_ready (optional) is told as backward finishes each layer with parameters.
-  BatchResult forward_backward(const ForwardContext& ctx, const float* images, const int32_t* labels, int64_t n,
-                               float grad_scale, const GradsReadyFn& grads_ready = {});
+  // Forward, loss and backward on n local samples; `data[i]` is the host array of
+  // inputs()[i], [n, spec...] of its dtype. Leaves this step's parameter gradients in
+  // flat_grads(); grads_ready (optional) is told as they become final.
+  BatchResult forward_backward(const ForwardContext& ctx, const std::vector<const void*>& data, int64_t n,
+                               const GradsReadyFn& grads_ready = {});
   // Forward and loss only (ctx.training = false).
-  BatchResult evaluate(const float* images, const int32_t* labels, int64_t n);
+  BatchResult evaluate(const std::vector<const void*>& data, int64_t n);
 
  private:
-  explicit Model(Backend& backend) : be_(backend) {}
-  // Makes activations for batch size n (reallocated only when n changes).
-  void ensure_batch(int64_t n);
-  void forward(const ForwardContext& ctx, const float* images, const int32_t* labels, int64_t n);
-  // Loss sum and correct count of the last forward (reads them back to the host, so on a
-  // GPU it waits for the work issued so far: call it after issuing backward).
-  BatchResult batch_stats(int64_t n);
+  struct Node;
+  struct Value;
+  explicit Model(Backend& backend);
+  Status add_node(const NodeConfig& nc, int64_t num_classes);
+  void ensure_batch(int64_t n);  // activations for n samples (reallocated when n changes)
+  void forward(const ForwardContext& ctx, const std::vector<const void*>& data, int64_t n);
+  void backward(const ForwardContext& ctx, const GradsReadyFn& grads_ready);
+  BatchResult batch_stats(int64_t n);  // of the last forward; reads back to the host
 
   Backend& be_;
-  std::vector<std::unique_ptr<Layer>> layers_;
-  std::vector<Shape> shapes_;  // per-sample shapes: shapes_[0] input, shapes_[i+1] layer i output
-  std::vector<ParamInfo> params_;
-  // Index into params_ of each layer's first parameter, plus params_.size() at the end, so
-  // layer i owns params [layer_first_param_[i], layer_first_param_[i + 1]).
-  std::vector<int> layer_first_param_;
-  int64_t num_classes_ = 0;
-  Tensor flat_params_, flat_grads_;
-
+  ParamStore store_;
+  std::vector<ModelInput> inputs_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<std::unique_ptr<Value>> values_;
   int64_t batch_ = -1;
-  std::vector<Tensor> acts_;   // acts_[i]: input of layer i; acts_.back(): logits
-  std::vector<Tensor> grads_;  // grads_[i]: dL/d acts_[i]
-  Tensor labels_, stats_, losses_;
 };
 
 }  // namespace shardtrain

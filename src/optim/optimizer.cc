@@ -17,10 +17,10 @@ class SgdOptimizer final : public Optimizer {
   const char* kind() const override { return "sgd"; }
 
  protected:
-  void apply(float lr) override {
-    const SgdParams hp{lr, cfg_.momentum(), cfg_.weight_decay()};
-    float* buf = state_.empty() ? nullptr : state_f32(0);
-    backend_.sgd_step(params_.f32(), grads_.f32(), buf, params_.numel(), hp, steps_taken_ == 0);
+  void apply(float lr, float wd, int64_t offset, int64_t n) override {
+    const SgdParams hp{lr, cfg_.momentum(), wd};
+    float* buf = state_.empty() ? nullptr : state_f32(0, offset);
+    backend_.sgd_step(params_.f32() + offset, grads_.f32() + offset, buf, n, hp, steps_taken_ == 0);
   }
 };
 
@@ -36,9 +36,10 @@ class AdamWOptimizer final : public Optimizer {
   const char* kind() const override { return "adamw"; }
 
  protected:
-  void apply(float lr) override {
-    const AdamWParams hp{lr, cfg_.beta1(), cfg_.beta2(), cfg_.eps(), cfg_.weight_decay(), steps_taken_ + 1};
-    backend_.adamw_step(params_.f32(), grads_.f32(), state_f32(0), state_f32(1), params_.numel(), hp);
+  void apply(float lr, float wd, int64_t offset, int64_t n) override {
+    const AdamWParams hp{lr, cfg_.beta1(), cfg_.beta2(), cfg_.eps(), wd, steps_taken_ + 1};
+    backend_.adamw_step(params_.f32() + offset, grads_.f32() + offset, state_f32(0, offset), state_f32(1, offset), n,
+                        hp);
   }
 };
 
@@ -50,8 +51,24 @@ Optimizer::Optimizer(const config::OptimizerConfig& cfg, int64_t total_steps, Ba
 
 Optimizer::~Optimizer() = default;
 
+std::vector<DecaySpan> decay_spans(const std::vector<std::pair<int64_t, Shape>>& params, int64_t total,
+                                   bool matrices_only) {
+  if (!matrices_only) return {{0, total, true}};
+  std::vector<DecaySpan> spans;
+  for (const auto& [offset, shape] : params) {
+    const bool decay = shape.size() >= 2;
+    const int64_t n = shape_numel(shape);
+    if (!spans.empty() && spans.back().decay == decay && spans.back().offset + spans.back().numel == offset)
+      spans.back().numel += n;
+    else
+      spans.push_back({offset, n, decay});
+  }
+  return spans;
+}
+
 StatusOr<std::unique_ptr<Optimizer>> Optimizer::create(const config::OptimizerConfig& cfg, int64_t total_steps,
-                                                       Backend& backend, Tensor params, Tensor grads) {
+                                                       Backend& backend, Tensor params, Tensor grads,
+                                                       std::vector<DecaySpan> spans) {
   if (total_steps < 1) return Status::InvalidArgument("optimizer: total_steps must be >= 1 (got " + std::to_string(total_steps) + ")");
   if (!params.defined() || !grads.defined()) return Status::InvalidArgument("optimizer: params or grads not allocated");
   if (params.dtype() != DType::kFloat32 || grads.dtype() != DType::kFloat32)
@@ -65,18 +82,31 @@ StatusOr<std::unique_ptr<Optimizer>> Optimizer::create(const config::OptimizerCo
   // State buffers are flat like the parameters, whatever shape the caller passed.
   params = params.view({params.numel()});
   grads = grads.view({grads.numel()});
+  if (spans.empty()) spans = {{0, params.numel(), true}};
+  int64_t covered = 0;
+  for (const DecaySpan& s : spans) {
+    if (s.offset != covered || s.numel < 0) return Status::InvalidArgument("optimizer: decay spans do not tile the buffer");
+    covered += s.numel;
+  }
+  if (covered != params.numel()) return Status::InvalidArgument("optimizer: decay spans do not cover the buffer");
+  std::unique_ptr<Optimizer> opt;
   switch (cfg.kind()) {
     case config::OptimizerConfig::KIND_SGD:
-      return std::unique_ptr<Optimizer>(new SgdOptimizer(cfg, total_steps, backend, params, grads));
+      opt.reset(new SgdOptimizer(cfg, total_steps, backend, params, grads));
+      break;
     case config::OptimizerConfig::KIND_ADAMW:
-      return std::unique_ptr<Optimizer>(new AdamWOptimizer(cfg, total_steps, backend, params, grads));
+      opt.reset(new AdamWOptimizer(cfg, total_steps, backend, params, grads));
+      break;
   }
-  return Status::InvalidArgument("optimizer.kind: unknown value " + std::to_string(cfg.kind()));
+  if (!opt) return Status::InvalidArgument("optimizer.kind: unknown value " + std::to_string(cfg.kind()));
+  opt->spans_ = std::move(spans);
+  return opt;
 }
 
 float Optimizer::step(int64_t step) {
   const float lr = schedule_lr(cfg_, step, total_steps_);
-  apply(lr);
+  for (const DecaySpan& s : spans_)
+    if (s.numel > 0) apply(lr, s.decay ? cfg_.weight_decay() : 0.0f, s.offset, s.numel);
   ++steps_taken_;
   return lr;
 }

@@ -16,14 +16,28 @@
 
 namespace shardtrain {
 
+// A run of the flat buffer that takes weight decay (decay) or not: with
+// optimizer.decay_matrices_only, biases and LayerNorm parameters do not (nanoGPT's groups).
+struct DecaySpan {
+  int64_t offset, numel;
+  bool decay;
+};
+
+// The spans for `params` (offset, shape of each, in layout order): one decaying span for
+// everything unless matrices_only, then adjacent parameters of the same kind merged.
+std::vector<DecaySpan> decay_spans(const std::vector<std::pair<int64_t, Shape>>& params, int64_t total,
+                                   bool matrices_only);
+
 class Optimizer {
  public:
   // `params` and `grads` are the model's flat fp32 buffers [P] on `backend`'s device; the
   // optimizer keeps shallow references to them and to `backend` (which must outlive it).
   // State buffers are allocated zero-filled. `total_steps` (>= 1) drives the lr schedule.
   // REQUIRES: a validated cfg. Returns InvalidArgument if the buffers do not match.
+  // `spans` cover [0, P) in order (decay_spans); empty means one decaying span.
   static StatusOr<std::unique_ptr<Optimizer>> create(const config::OptimizerConfig& cfg, int64_t total_steps,
-                                                     Backend& backend, Tensor params, Tensor grads);
+                                                     Backend& backend, Tensor params, Tensor grads,
+                                                     std::vector<DecaySpan> spans = {});
   virtual ~Optimizer();
 
   virtual const char* kind() const = 0;  // "sgd" | "adamw"
@@ -47,9 +61,10 @@ class Optimizer {
 
  protected:
   Optimizer(const config::OptimizerConfig& cfg, int64_t total_steps, Backend& backend, Tensor params, Tensor grads);
-  // One update at learning rate `lr`; steps_taken() is still the count before this update.
-  virtual void apply(float lr) = 0;
-  float* state_f32(size_t i) { return state_[i].second.f32(); }
+  // One update of elements [offset, offset + n) at learning rate `lr` and weight decay
+  // `wd`; steps_taken() is still the count before this update.
+  virtual void apply(float lr, float wd, int64_t offset, int64_t n) = 0;
+  float* state_f32(size_t i, int64_t offset) { return state_[i].second.f32() + offset; }
 
   config::OptimizerConfig cfg_;
   int64_t total_steps_;
@@ -57,6 +72,7 @@ class Optimizer {
   Tensor params_, grads_;
   int64_t steps_taken_ = 0;
   std::vector<std::pair<std::string, Tensor>> state_;
+  std::vector<DecaySpan> spans_;
 };
 
 // Clips by global L2 norm as torch.nn.utils.clip_grad_norm_: if max_norm > 0 and

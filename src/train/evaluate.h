@@ -8,7 +8,7 @@
 namespace shardtrain {
 
 struct EvalResult {
-  double loss = 0;      // mean over all test samples
+  double loss = 0;      // mean over every predicted position (one per image, one per token)
   double accuracy = 0;  // fraction in [0, 1]
   int64_t samples = 0;
 };

@@ -7,6 +7,7 @@
 #include "comm/mpi/topology.h"
 #include "config/shardtrain.pb.h"
 #include "data/loader.h"
+#include "model/model.h"
 
 namespace shardtrain {
 
@@ -19,5 +20,14 @@ StatusOr<std::unique_ptr<Backend>> backend_for_job(const config::JobConfig& cfg,
 // eval_batch, every sample once), sharded over topo's ranks.
 StatusOr<std::unique_ptr<ShardedLoader>> open_train_split(const config::JobConfig& cfg, const Topology& topo);
 StatusOr<std::unique_ptr<ShardedLoader>> open_test_split(const config::JobConfig& cfg, const Topology& topo);
+
+// The model of cfg over the train split's fields; InvalidArgument when the test split's
+// samples have other shapes (the error names the file, field and both splits).
+StatusOr<std::unique_ptr<Model>> build_model(const config::JobConfig& cfg, const ShardedLoader& train,
+                                             const ShardedLoader& test, Backend& backend);
+
+// The host arrays of `batch` in the order of model.inputs() (the loader and the model
+// were built from the same fields, so every one is there).
+std::vector<const void*> batch_inputs(const Model& model, const Batch& batch);
 
 }  // namespace shardtrain

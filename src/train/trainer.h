@@ -15,6 +15,9 @@
 // run resumed from step N at the same world size is bitwise identical to one that never
 // stopped.
 //
+// The implementation is split by idea: trainer.cc (setup and the loop), resume.cc (where
+// a run starts), step.cc (one step).
+//
 // Usage (every rank):
 //   create()  -> local errors only; the caller agrees on them across ranks;
 //   restore() -> collective, after that agreement: connects the device communicator,
@@ -63,7 +66,17 @@ class Trainer {
   void warn_on_changed_data_config(const std::string& path, const CheckpointData& ckpt) const;
   Status save_checkpoint();  // collective: rank 0 writes, all agree on the outcome
   Status run_eval();         // collective
-  Status log_progress(double loss_sum, double correct, double samples, double grad_norm, float lr);
+  Status log_progress(double loss_sum, double correct, double samples, double predictions, double grad_norm,
+                      float lr);
+
+  // step.cc: forward, backward with gradients reduced over ranks as they are produced,
+  // clipping and the optimizer update for the step with 0-based index `step`.
+  struct StepResult {
+    BatchResult batch;
+    double grad_norm = 0;  // before clipping; computed when clipping or want_norm
+    float lr = 0;
+  };
+  StatusOr<StepResult> train_step(const Batch& batch, int64_t step, bool want_norm);
 
   config::JobConfig cfg_;
   std::string config_text_;

@@ -19,6 +19,7 @@
 
 #include "backend/backend.h"
 #include "layers/layer.h"
+#include "model/param_store.h"
 #include "test_random.h"
 
 namespace shardtrain {
@@ -59,65 +60,115 @@ inline void expect_gradients_match(const std::function<double()>& loss, std::vec
   }
 }
 
-// Configures `layer` for per-sample `sample_shape`, gives it random parameters, runs
-// forward and backward on a [batch, sample_shape...] input (from `input`, or uniform in
-// [-1, 1]) and checks the input gradient and every parameter gradient. Also checks that
-// backward overwrites (not accumulates) parameter gradients and that param gradients do
-// not depend on whether dx was requested.
-inline void check_layer_gradients(Layer& layer, Backend& be, const Shape& sample_shape, int64_t batch,
-                                  const ForwardContext& ctx, std::vector<float> input = {},
-                                  const GradCheckOptions& opt = {}) {
-  auto out = layer.configure(sample_shape);
-  ASSERT_TRUE(out.ok()) << out.status().message();
-  Shape in_shape{batch}, out_shape{batch};
-  in_shape.insert(in_shape.end(), sample_shape.begin(), sample_shape.end());
-  out_shape.insert(out_shape.end(), out->begin(), out->end());
+// One input of a layer under test: a float input (values, or uniform in [-1, 1] when
+// empty) whose gradient is checked, or int32 ids (token ids, labels) that are not.
+struct LayerInput {
+  Shape sample_shape;
+  std::vector<float> values;
+  std::vector<int32_t> ids;  // non-empty: an int32 input
+};
 
-  std::vector<Tensor> params, grads;
-  uint32_t seed = 7;
-  for (const ParamSpec& s : layer.param_specs()) {
-    params.push_back(be.alloc(s.shape, DType::kFloat32));
-    grads.push_back(be.alloc(s.shape, DType::kFloat32));
-    auto init = random_uniform(params.back().numel(), -0.5f, 0.5f, seed++);
-    be.copy_from_host(params.back(), init.data());
+// Configures `layer` on `inputs` with a fresh ParamStore, gives it random parameters,
+// runs forward and backward on `batch` samples and checks every float input's gradient
+// and every parameter gradient against central differences of L = sum over outputs of
+// sum(y * r). Also checks that parameter gradients accumulate (a second backward adds
+// the same again) and do not depend on whether input gradients were requested.
+inline void check_node_gradients(Layer& layer, Backend& be, const std::vector<LayerInput>& inputs, int64_t batch,
+                                 const ForwardContext& ctx, const GradCheckOptions& opt = {}) {
+  ParamStore store(be);
+  std::vector<ValueSpec> specs;
+  for (const LayerInput& in : inputs)
+    specs.push_back({in.sample_shape, in.ids.empty() ? DType::kFloat32 : DType::kInt32});
+  auto out_specs = layer.configure(specs, store);
+  ASSERT_TRUE(out_specs.ok()) << out_specs.status().message();
+  store.allocate();
+  {
+    std::vector<float> init = random_uniform(store.num_params(), -0.5f, 0.5f, 7);
+    be.copy_from_host(store.flat_params(), init.data());
   }
-  layer.bind(params, grads);
-
-  Tensor x = be.alloc(in_shape, DType::kFloat32), y = be.alloc(out_shape, DType::kFloat32);
-  if (input.empty()) input = random_uniform(x.numel(), -1.0f, 1.0f, 11);
-  ASSERT_EQ(static_cast<int64_t>(input.size()), x.numel());
-  be.copy_from_host(x, input.data());
-  const std::vector<float> r = random_uniform(y.numel(), -1.0f, 1.0f, 13);
-
-  auto loss = [&]() {
-    layer.forward(ctx, x, y);
-    std::vector<float> h(y.numel());
-    be.copy_to_host(y, h.data());
-    double l = 0.0;
-    for (size_t i = 0; i < h.size(); ++i) l += static_cast<double>(h[i]) * r[i];
-    return l;
+  auto with_batch = [&](const Shape& s) {
+    Shape full{batch};
+    full.insert(full.end(), s.begin(), s.end());
+    return full;
   };
-  loss();
-  Tensor dy = be.alloc(out_shape, DType::kFloat32), dx = be.alloc(in_shape, DType::kFloat32);
-  be.copy_from_host(dy, r.data());
-  for (Tensor& g : grads) be.fill(g, 0.0f);
-  layer.backward(ctx, x, y, dy, &dx);
-
+  std::vector<Tensor> xs, dxs;
+  uint32_t seed = 11;
+  for (const LayerInput& in : inputs) {
+    const Shape shape = with_batch(in.sample_shape);
+    if (!in.ids.empty()) {
+      xs.push_back(be.alloc(shape, DType::kInt32));
+      ASSERT_EQ(static_cast<int64_t>(in.ids.size()), xs.back().numel());
+      be.copy_from_host(xs.back(), in.ids.data());
+      dxs.push_back(Tensor());
+      continue;
+    }
+    xs.push_back(be.alloc(shape, DType::kFloat32));
+    std::vector<float> v = in.values.empty() ? random_uniform(xs.back().numel(), -1.0f, 1.0f, seed++) : in.values;
+    ASSERT_EQ(static_cast<int64_t>(v.size()), xs.back().numel());
+    be.copy_from_host(xs.back(), v.data());
+    dxs.push_back(be.alloc(shape, DType::kFloat32));
+  }
+  std::vector<Tensor> ys, dys;
+  std::vector<std::vector<float>> rs;
+  for (const ValueSpec& o : *out_specs) {
+    ys.push_back(be.alloc(with_batch(o.shape), o.dtype));
+    rs.push_back(random_uniform(ys.back().numel(), -1.0f, 1.0f, seed++));
+    dys.push_back(be.alloc(with_batch(o.shape), o.dtype));
+    be.copy_from_host(dys.back(), rs.back().data());
+  }
   auto to_host = [&](const Tensor& t) {
     std::vector<float> h(t.numel());
     be.copy_to_host(t, h.data());
     return h;
   };
-  std::vector<GradTarget> targets{{"dx", x.f32(), to_host(dx)}};
-  for (size_t p = 0; p < params.size(); ++p) {
-    targets.push_back({layer.param_specs()[p].name, params[p].f32(), to_host(grads[p])});
+  ConstTensors in, out, dout;
+  MutTensors y, din, no_din;
+  for (Tensor& x : xs) in.push_back(&x);
+  for (Tensor& t : ys) {
+    out.push_back(&t);
+    y.push_back(&t);
   }
-  // Same parameter gradients without dx.
-  for (Tensor& g : grads) be.fill(g, 0.0f);
-  layer.backward(ctx, x, y, dy, nullptr);
-  for (size_t p = 0; p < params.size(); ++p) EXPECT_EQ(to_host(grads[p]), targets[p + 1].analytic) << "dx=null";
+  for (Tensor& t : dys) dout.push_back(&t);
+  for (Tensor& d : dxs) {
+    din.push_back(d.defined() ? &d : nullptr);
+    no_din.push_back(nullptr);
+  }
+  auto loss = [&]() {
+    layer.forward(ctx, in, y);
+    double l = 0.0;
+    for (size_t o = 0; o < ys.size(); ++o) {
+      std::vector<float> h = to_host(ys[o]);
+      for (size_t i = 0; i < h.size(); ++i) l += static_cast<double>(h[i]) * rs[o][i];
+    }
+    return l;
+  };
+  loss();
+  store.zero_grads();
+  layer.backward(ctx, in, out, dout, din);
 
+  std::vector<GradTarget> targets;
+  for (size_t i = 0; i < xs.size(); ++i)
+    if (dxs[i].defined()) targets.push_back({"d_input" + std::to_string(i), xs[i].f32(), to_host(dxs[i])});
+  const std::vector<float> grads = to_host(store.flat_grads());
+  for (const ParamInfo& p : store.params()) {
+    Tensor v = store.flat_params().slice(p.offset, p.shape);
+    targets.push_back({p.name, v.f32(),
+                       std::vector<float>(grads.begin() + p.offset, grads.begin() + p.offset + shape_numel(p.shape))});
+  }
+  // Accumulation, and independence from input gradients: a second backward without them
+  // adds the same gradients again.
+  layer.backward(ctx, in, out, dout, no_din);
+  const std::vector<float> twice = to_host(store.flat_grads());
+  for (size_t i = 0; i < grads.size(); ++i)
+    ASSERT_NEAR(twice[i], 2.0 * grads[i], 1e-6 * (1.0 + std::fabs(grads[i]))) << "parameter gradient " << i;
   expect_gradients_match(loss, targets, opt);
+}
+
+// A unary layer on a float input of per-sample `sample_shape`.
+inline void check_layer_gradients(Layer& layer, Backend& be, const Shape& sample_shape, int64_t batch,
+                                  const ForwardContext& ctx, std::vector<float> input = {},
+                                  const GradCheckOptions& opt = {}) {
+  check_node_gradients(layer, be, {LayerInput{sample_shape, std::move(input), {}}}, batch, ctx, opt);
 }
 
 }  // namespace testing

@@ -55,7 +55,7 @@ TEST(LayerGrad, LinearNoBias) {
   CpuBackend be(1);
   LinearLayer layer("fc", be, 4, false);
   check_layer_gradients(layer, be, {6}, 2, train_ctx());
-  EXPECT_EQ(layer.param_specs().size(), 1u);
+  EXPECT_EQ(layer.param_ids().size(), 1u);
 }
 
 TEST(LayerGrad, Conv2dPadded) {

@@ -30,9 +30,19 @@ TEST(LayerRegistry, EveryOneofCaseBuilds) {
     // Required-by-meaning fields without a usable default.
     if (const auto* f = sub->GetDescriptor()->FindFieldByName("out_features")) sub->GetReflection()->SetInt64(sub, f, 4);
     if (const auto* f = sub->GetDescriptor()->FindFieldByName("out_channels")) sub->GetReflection()->SetInt64(sub, f, 4);
-    auto layer = make_layer(cfg, 5, be);
+    for (const char* name : {"num_embeddings", "dim", "max_seq", "n_head"})
+      if (const auto* f = sub->GetDescriptor()->FindFieldByName(name)) sub->GetReflection()->SetInt64(sub, f, 4);
+    if (const auto* f = sub->GetDescriptor()->FindFieldByName("tied_to")) sub->GetReflection()->SetString(sub, f, "wte");
+    LayerBuildContext lc;
+    lc.num_classes = 10;
+    auto layer = make_layer(cfg, 5, be, lc);
+    if (field->name() == "transformer_block") {  // expanded by the model into layers
+      ASSERT_FALSE(layer.ok());
+      EXPECT_NE(layer.status().message().find("expanded by the model"), std::string::npos);
+      continue;
+    }
     ASSERT_TRUE(layer.ok()) << field->name() << ": " << layer.status().message();
-    EXPECT_STREQ((*layer)->type(), field->name().c_str());
+    EXPECT_STREQ((*layer)->type(), field->name() == "gelu" ? "gelu" : field->name().c_str());
     EXPECT_EQ((*layer)->name(), field->name() + "5");
     EXPECT_EQ((*layer)->index(), 5);
   }
@@ -83,23 +93,32 @@ TEST(LayerRegistry, ConfigureErrorsNameTheLayer) {
   CpuBackend be(1);
   auto conv = make_layer(parse("name: 'conv1' conv2d { out_channels: 4 kernel_size: 5 }"), 2, be);
   ASSERT_TRUE(conv.ok());
-  auto s = (*conv)->configure({1, 3, 3});
+  ParamStore store(be);
+  auto configure = [&](Layer& l, const Shape& in) { return l.configure({ValueSpec{in, DType::kFloat32}}, store); };
+  auto s = configure(**conv, {1, 3, 3});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().message(), "model.layer[2] (conv1): kernel 5 larger than padded input 3x3");
 
   auto fc = make_layer(parse("linear { out_features: 10 }"), 0, be);
   ASSERT_TRUE(fc.ok());
-  auto f = (*fc)->configure({1, 28, 28});
+  auto f = configure(**fc, {1, 28, 28});
   ASSERT_FALSE(f.ok());
   EXPECT_EQ(f.status().message(),
-            "model.layer[0] (linear0): linear expects a flat [D] input, got [1, 28, 28]: add a flatten layer");
+            "model.layer[0] (linear0): linear expects a [D] or [T, D] input, got [1, 28, 28]: add a flatten layer");
 
   auto pool = make_layer(parse("max_pool2d { kernel_size: 4 }"), 1, be);
   ASSERT_TRUE(pool.ok());
-  EXPECT_FALSE((*pool)->configure({2, 3, 8}).ok());
-  auto ok = (*pool)->configure({2, 9, 8});
+  EXPECT_FALSE(configure(**pool, {2, 3, 8}).ok());
+  auto ok = configure(**pool, {2, 9, 8});
   ASSERT_TRUE(ok.ok());
-  EXPECT_EQ(*ok, (Shape{2, 2, 2}));
+  EXPECT_EQ((*ok)[0].shape, (Shape{2, 2, 2}));
+
+  // An integer input (token ids) straight into a float layer.
+  auto fc2 = make_layer(parse("linear { out_features: 10 }"), 4, be);
+  ASSERT_TRUE(fc2.ok());
+  auto i = (*fc2)->configure({ValueSpec{{16}, DType::kInt32}}, store);
+  ASSERT_FALSE(i.ok());
+  EXPECT_NE(i.status().message().find("model.layer[4] (linear4): linear expects a float32 input"), std::string::npos);
 }
 
 }  // namespace

@@ -5,7 +5,6 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "config/config.h"
-#include "model/init.h"
 #include "model/model.h"
 
 namespace shardtrain {
@@ -17,6 +16,9 @@ config::ModelConfig parse_model(const std::string& text) {
   return cfg.ok() ? cfg->model() : config::ModelConfig();
 }
 
+// The fields an image batch has: images [1, 28, 28] and int32 labels.
+const std::vector<ModelInput> kImages = {{"images", {{1, 28, 28}, DType::kFloat32}}, {"labels", {{}, DType::kInt32}}};
+
 const char* kCnn = R"(
   layer { name: "conv1" conv2d { out_channels: 4 kernel_size: 3 padding: 1 } }
   layer { relu {} }
@@ -26,7 +28,7 @@ const char* kCnn = R"(
 
 TEST(Model, FlatLayoutFollowsLayerOrderWithPyTorchShapes) {
   CpuBackend be(1);
-  auto m = Model::build(parse_model(kCnn), {1, 28, 28}, 10, be);
+  auto m = Model::build(parse_model(kCnn), kImages, 10, be);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   const auto& p = (*m)->params();
   ASSERT_EQ(p.size(), 4u);
@@ -47,7 +49,7 @@ TEST(Model, FlatLayoutFollowsLayerOrderWithPyTorchShapes) {
 TEST(Model, LastLayerMustOutputNumClasses) {
   CpuBackend be(1);
   auto m = Model::build(parse_model(R"(layer { flatten {} } layer { name: "head" linear { out_features: 7 } })"),
-                        {1, 28, 28}, 10, be);
+                        kImages, 10, be);
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.status().message().find("head"), std::string::npos) << m.status().message();
   EXPECT_NE(m.status().message().find("data.num_classes"), std::string::npos) << m.status().message();
@@ -55,15 +57,15 @@ TEST(Model, LastLayerMustOutputNumClasses) {
 
 TEST(Model, ShapeErrorNamesTheLayer) {
   CpuBackend be(1);
-  auto m = Model::build(parse_model(R"(layer { name: "fc1" linear { out_features: 10 } })"), {1, 28, 28}, 10, be);
+  auto m = Model::build(parse_model(R"(layer { name: "fc1" linear { out_features: 10 } })"), kImages, 10, be);
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.status().message().find("fc1"), std::string::npos) << m.status().message();
 }
 
 TEST(Model, InitIsSeededAndWithinPyTorchBounds) {
   CpuBackend be(1);
-  auto a = Model::build(parse_model(kCnn), {1, 28, 28}, 10, be);
-  auto b = Model::build(parse_model(kCnn), {1, 28, 28}, 10, be);
+  auto a = Model::build(parse_model(kCnn), kImages, 10, be);
+  auto b = Model::build(parse_model(kCnn), kImages, 10, be);
   ASSERT_TRUE(a.ok() && b.ok());
   (*a)->init_params(42);
   (*b)->init_params(42);
@@ -76,7 +78,7 @@ TEST(Model, InitIsSeededAndWithinPyTorchBounds) {
   be.copy_to_host((*b)->flat_params(), pc.data());
   EXPECT_NE(pa, pc);
   for (const ParamInfo& p : (*a)->params()) {
-    const float bound = 1.0f / std::sqrt(static_cast<float>(p.fan_in));
+    const float bound = 1.0f / std::sqrt(static_cast<float>(p.init.value));
     float lo = 1e9f, hi = -1e9f;
     for (int64_t i = 0; i < shape_numel(p.shape); ++i) {
       lo = std::min(lo, pa[p.offset + i]);
@@ -95,7 +97,7 @@ TEST(Model, ForwardBackwardGradientsSumOverSplitBatches) {
   // The data-parallel identity the trainer relies on: gradients of two half batches, each
   // scaled by 1/global_batch, add up to the gradient of the whole batch.
   CpuBackend be(1);
-  auto m = Model::build(parse_model(kCnn), {1, 28, 28}, 10, be);
+  auto m = Model::build(parse_model(kCnn), kImages, 10, be);
   ASSERT_TRUE(m.ok());
   (*m)->init_params(1);
   const int64_t n = 6, px = 28 * 28, np = (*m)->num_params();
@@ -103,8 +105,9 @@ TEST(Model, ForwardBackwardGradientsSumOverSplitBatches) {
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * i);
   std::vector<int32_t> y = {0, 3, 9, 1, 1, 5};
   ForwardContext ctx;
+  ctx.grad_scale = 1.0f / n;
   auto grads = [&](int64_t begin, int64_t count) {
-    (*m)->forward_backward(ctx, x.data() + begin * px, y.data() + begin, count, 1.0f / n);
+    (*m)->forward_backward(ctx, {x.data() + begin * px, y.data() + begin}, count);
     std::vector<float> g(np);
     be.copy_to_host((*m)->flat_grads(), g.data());
     return g;

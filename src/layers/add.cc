@@ -1,0 +1,23 @@
+#include "layers/add.h"
+
+namespace shardtrain {
+
+StatusOr<std::vector<ValueSpec>> AddLayer::configure(const std::vector<ValueSpec>& in, ParamStore&) {
+  if (in.size() != 2) return error("add takes two inputs, got " + std::to_string(in.size()));
+  if (in[0].shape != in[1].shape || in[0].dtype != DType::kFloat32 || in[1].dtype != DType::kFloat32)
+    return error("add needs two float32 inputs of one shape, got " + shape_str(in[0].shape) + " and " +
+                 shape_str(in[1].shape));
+  return std::vector<ValueSpec>{in[0]};
+}
+
+void AddLayer::forward(const ForwardContext&, const ConstTensors& in, const MutTensors& out) {
+  be_.add(*in[0], *in[1], *out[0]);
+}
+
+void AddLayer::backward(const ForwardContext&, const ConstTensors&, const ConstTensors&, const ConstTensors& dout,
+                        const MutTensors& din) {
+  for (Tensor* d : din)
+    if (d) be_.copy(*dout[0], *d);
+}
+
+}  // namespace shardtrain

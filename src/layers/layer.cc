@@ -1,0 +1,31 @@
+#include "layers/layer.h"
+
+namespace shardtrain {
+
+Status Layer::declare_param(ParamStore& store, const std::string& local, const Shape& shape, ParamInit init) {
+  store_ = &store;
+  auto id = store.declare(name_ + "." + local, shape, init);
+  if (!id.ok()) return id.status().WithContext(where_);
+  param_ids_.push_back(id.value());
+  return Status::Ok();
+}
+
+Status Layer::use_param(ParamStore& store, const std::string& full_name) {
+  store_ = &store;
+  auto id = store.find(full_name);
+  if (!id.ok()) return error(id.status().message());
+  param_ids_.push_back(id.value());
+  return Status::Ok();
+}
+
+StatusOr<std::vector<ValueSpec>> UnaryLayer::configure(const std::vector<ValueSpec>& in, ParamStore& store) {
+  store_ = &store;
+  if (in.size() != 1) return error(std::string(type()) + " takes one input, got " + std::to_string(in.size()));
+  if (in[0].dtype != DType::kFloat32)
+    return error(std::string(type()) + " expects a float32 input, got " + dtype_name(in[0].dtype) +
+                 " (integer token ids go through an embedding first)");
+  ASSIGN_OR_RETURN(Shape out, configure_one(in[0].shape));
+  return std::vector<ValueSpec>{{out, DType::kFloat32}};
+}
+
+}  // namespace shardtrain
