@@ -19,6 +19,7 @@ constexpr Subcommand kSubcommands[] = {
     {"inspect", shardtrain::cmd_inspect, "print what a checkpoint holds"},
     {"import-idx", shardtrain::cmd_import_idx, "convert IDX image/label files (e.g. Fashion-MNIST) to HDF5"},
     {"import-text", shardtrain::cmd_import_text, "convert text files to byte-level tokens (/train, /val) in HDF5"},
+    {"import-tokens", shardtrain::cmd_import_tokens, "convert llm.c GPT-2 token shards (*.bin) to HDF5"},
 };
 
 void print_usage(std::FILE* out) {
