@@ -11,6 +11,7 @@ pkgs=(
   libopenblas-openmp-dev zlib1g-dev    # CPU GEMM (OpenMP build: one thread pool); gunzip of IDX
   libgtest-dev                         # unit tests (find_package(GTest))
   dataset-fashion-mnist                # the real training data, as gzipped IDX files
+  fortunes                             # English text for the byte-level language model
   python3-h5py python3-torch python3-numpy  # reference tests only, under /usr/bin/python3
 )
 

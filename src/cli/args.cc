@@ -13,6 +13,7 @@ std::string CommandSpec::usage() const {
     u += "\noptions:\n";
     for (const FlagSpec& f : flags) {
       std::string left = "  --" + f.name + (f.value_name.empty() ? "" : " " + f.value_name);
+      if (f.multi) left += " [" + f.value_name + " ...]";
       if (left.size() < 28) left.resize(28, ' ');
       else left += "\n" + std::string(28, ' ');
       u += left + f.help + (f.repeatable ? " (repeatable)" : "") + "\n";
@@ -57,9 +58,12 @@ StatusOr<Args> Args::parse(const CommandSpec& spec, int argc, char** argv) {
       if (i + 1 >= argc) return Status::InvalidArgument("--" + name + " needs a value " + f->value_name + hint);
       value = argv[++i];
     }
-    if (!f->repeatable && a.values_.count(name))
+    if (!f->repeatable && !f->multi && a.values_.count(name))
       return Status::InvalidArgument("--" + name + " given twice" + hint);
     a.values_[name].push_back(value);
+    // A multi-valued flag also takes the arguments after it, up to the next --flag.
+    while (f->multi && i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0)
+      a.values_[name].push_back(argv[++i]);
   }
   if (a.positionals_.size() != spec.positionals.size()) {
     std::string want;
@@ -92,6 +96,11 @@ int parse_plain_command(const CommandSpec& spec, int argc, char** argv, Args* ar
   }
   *args = std::move(parsed).value();
   return -1;
+}
+
+int plain_usage_error(const CommandSpec& spec, const std::string& msg) {
+  std::fprintf(stderr, "error: %s (see shardtrain %s --help)\n", msg.c_str(), spec.name.c_str());
+  return 2;
 }
 
 }  // namespace shardtrain

@@ -1,6 +1,7 @@
 // A small command-line parser for the subcommands: positional arguments and --flags
-// (--flag VALUE or --flag=VALUE; repeatable ones collect every value). Each subcommand
-// declares its flags in a CommandSpec, which also renders its --help text.
+// (--flag VALUE or --flag=VALUE; repeatable ones collect every value; multi-valued ones
+// also take the arguments after them: --input a.txt b.txt). Each subcommand declares its
+// flags in a CommandSpec, which also renders its --help text.
 #pragma once
 
 #include <map>
@@ -16,6 +17,10 @@ struct FlagSpec {
   std::string value_name; // "DIR"; empty for a boolean switch
   std::string help;
   bool repeatable = false;
+  // Takes every argument after it up to the next --flag (`--input a b c`, as a shell glob
+  // expands) and may be repeated; implies repeatable. A command with such a flag should
+  // not also take positionals, which would be swallowed.
+  bool multi = false;
 };
 
 struct CommandSpec {
@@ -46,5 +51,9 @@ class Args {
 // For subcommands that run without MPI (import-idx, inspect): parses into *args, printing
 // --help (returns 0) or a usage error (returns 2) itself. Returns -1 to go on.
 int parse_plain_command(const CommandSpec& spec, int argc, char** argv, Args* args);
+
+// For errors in flag values found after parsing: prints
+// "error: MSG (see shardtrain NAME --help)" and returns 2 (the usage exit code).
+int plain_usage_error(const CommandSpec& spec, const std::string& msg);
 
 }  // namespace shardtrain

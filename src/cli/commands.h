@@ -8,5 +8,7 @@ int cmd_train(int argc, char** argv);       // train_cmd.cc
 int cmd_eval(int argc, char** argv);        // eval_cmd.cc
 int cmd_inspect(int argc, char** argv);     // inspect_cmd.cc
 int cmd_import_idx(int argc, char** argv);  // import_idx_cmd.cc
+int cmd_import_text(int argc, char** argv);    // import_text_cmd.cc
+int cmd_import_tokens(int argc, char** argv);  // import_tokens_cmd.cc
 
 }  // namespace shardtrain

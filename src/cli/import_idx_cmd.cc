@@ -31,11 +31,6 @@ const CommandSpec kImportSpec = {
     "      --labels train-labels-idx1-ubyte.gz --out data/fashion_mnist.h5 --split train\n",
 };
 
-int usage_error(const std::string& msg) {
-  std::fprintf(stderr, "error: %s (see shardtrain import-idx --help)\n", msg.c_str());
-  return 2;
-}
-
 }  // namespace
 
 int cmd_import_idx(int argc, char** argv) {
@@ -44,10 +39,11 @@ int cmd_import_idx(int argc, char** argv) {
   const std::string images = args.get("images"), labels = args.get("labels"), out = args.get("out"),
                     split = args.get("split", "train");
   if (images.empty() || labels.empty() || out.empty()) {
-    return usage_error("--images, --labels and --out are required");
+    return plain_usage_error(kImportSpec, "--images, --labels and --out are required");
   }
   if (split.empty() || split.find('/') != std::string::npos) {
-    return usage_error("--split must be a non-empty name without '/' (got '" + split + "')");
+    return plain_usage_error(kImportSpec,
+                             "--split must be a non-empty name without '/' (got '" + split + "')");
   }
 
   StatusOr<IdxSplit> data = idx_read_split(images, labels);

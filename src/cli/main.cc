@@ -18,11 +18,13 @@ constexpr Subcommand kSubcommands[] = {
     {"eval", shardtrain::cmd_eval, "evaluate a checkpoint on the config's test split"},
     {"inspect", shardtrain::cmd_inspect, "print what a checkpoint holds"},
     {"import-idx", shardtrain::cmd_import_idx, "convert IDX image/label files (e.g. Fashion-MNIST) to HDF5"},
+    {"import-text", shardtrain::cmd_import_text, "convert text files to byte-level tokens (/train, /val) in HDF5"},
+    {"import-tokens", shardtrain::cmd_import_tokens, "convert llm.c GPT-2 token shards (*.bin) to HDF5"},
 };
 
 void print_usage(std::FILE* out) {
   std::fprintf(out, "usage: shardtrain <command> [args] (shardtrain <command> --help for details)\n\ncommands:\n");
-  for (const Subcommand& c : kSubcommands) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
+  for (const Subcommand& c : kSubcommands) std::fprintf(out, "  %-14s %s\n", c.name, c.summary);
 }
 
 }  // namespace

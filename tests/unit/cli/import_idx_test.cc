@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "cli_test_util.h"
 #include "data_test_util.h"
 
 namespace shardtrain {
@@ -13,16 +14,7 @@ using testing::TempDir;
 using testing::write_file;
 
 int run(std::vector<std::string> args, std::string* err = nullptr) {
-  args.insert(args.begin(), "import-idx");
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  ::testing::internal::CaptureStderr();
-  ::testing::internal::CaptureStdout();
-  int rc = cmd_import_idx(int(argv.size()), argv.data());
-  std::string e = ::testing::internal::GetCapturedStderr();
-  ::testing::internal::GetCapturedStdout();
-  if (err) *err = e;
-  return rc;
+  return testing::run_command(cmd_import_idx, "import-idx", std::move(args), err);
 }
 
 class DataImportIdx : public ::testing::Test {
