@@ -14,7 +14,14 @@ StatusOr<Shape> CausalSelfAttentionLayer::configure_one(const Shape& in) {
   return Shape{seq_, c};
 }
 
-void CausalSelfAttentionLayer::forward_one(const ForwardContext&, const Tensor& x, Tensor& y) {
+void CausalSelfAttentionLayer::forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) {
+  if (ctx.incremental) {
+    const int64_t batch = x.dim(0), n = x.numel() / (batch * 3 * heads_ * head_dim_);
+    if (ctx.position == 0 || !cache_.defined() || cache_.dim(0) != batch)
+      cache_ = be_.alloc({batch, seq_, 2 * heads_ * head_dim_});
+    be_.attention_decode(x, ctx.position, AttentionGeometry{batch, n, heads_, head_dim_}, cache_, y);
+    return;
+  }
   const AttentionGeometry g = geometry(x.dim(0));
   const int64_t n = g.batch * g.heads * g.seq;
   Tensor lse = lse_.get(be_, n).slice(0, {g.batch, g.heads, g.seq});

@@ -26,6 +26,7 @@ class CausalSelfAttentionLayer final : public UnaryLayer {
   AttentionGeometry geometry(int64_t batch) const { return {batch, seq_, heads_, head_dim_}; }
   int64_t heads_, seq_ = 0, head_dim_ = 0;
   ScratchBuffer lse_;  // [N, H, T]
+  Tensor cache_;       // incremental decoding: keys and values [N, T, 2C] of earlier positions
 };
 
 }  // namespace shardtrain

@@ -31,10 +31,12 @@ StatusOr<Shape> PositionEmbeddingLayer::configure_one(const Shape& in) {
   return in;
 }
 
-// The first T rows of the table are one [T * D] "bias" over the batch.
-void PositionEmbeddingLayer::forward_one(const ForwardContext&, const Tensor& x, Tensor& y) {
+// Rows [p, p + T) of the table are one [T * D] "bias" over the batch (p = 0 except when
+// decoding incrementally).
+void PositionEmbeddingLayer::forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) {
+  const int64_t first = ctx.incremental ? ctx.position : 0, n = x.numel() / (x.dim(0) * dim_);
   be_.copy(x, y);
-  be_.bias_add(y.f32(), param(0).f32(), x.dim(0), seq_ * dim_, 1);
+  be_.bias_add(y.f32(), param(0).f32() + first * dim_, x.dim(0), n * dim_, 1);
 }
 
 void PositionEmbeddingLayer::backward_one(const ForwardContext&, const Tensor&, const Tensor&, const Tensor& dy,

@@ -42,6 +42,11 @@ struct ForwardContext {
   int64_t sample_offset = 0; // global index of this rank's first sample in the batch
   int64_t global_batch = 0;  // samples in the global batch (dropout keys)
   float grad_scale = 1.0f;   // the loss head scales its gradient by this (1 / global_batch)
+  // Incremental decoding (generation): the call holds positions [position, position + n)
+  // of its sequences, and attention layers attend over their cache of earlier positions
+  // (position 0 starts a new cache). Forward only.
+  bool incremental = false;
+  int64_t position = 0;
 };
 
 using ConstTensors = std::vector<const Tensor*>;

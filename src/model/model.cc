@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <map>
 
 #include "layers/layer_util.h"
@@ -236,6 +237,48 @@ BatchResult Model::forward_backward(const ForwardContext& ctx, const std::vector
   // Backward reads the logits but never writes them: the stats are still this batch's,
   // and reading them only now keeps the device busy meanwhile.
   return batch_stats(n);
+}
+
+int64_t Model::max_context() const {
+  const ValueSpec& in = values_[0]->spec;
+  return in.dtype == DType::kInt32 && in.shape.size() == 1 ? in.shape[0] : 0;
+}
+
+StatusOr<std::vector<float>> Model::decode(const int32_t* tokens, int64_t batch, int64_t n, int64_t pos) {
+  const int64_t t = max_context();
+  if (t == 0) return Status::InvalidArgument("decode: the model does not read token sequences");
+  if (batch <= 0 || n <= 0 || pos < 0 || pos + n > t)
+    return Status::InvalidArgument("decode: positions [" + std::to_string(pos) + ", " + std::to_string(pos + n) +
+                                   ") do not fit the model's context of " + std::to_string(t));
+  // Every value is a sequence [T, ...]; this call's have n positions.
+  decode_acts_.resize(values_.size());
+  for (size_t v = 0; v < values_.size(); ++v) {
+    Shape s = {batch, n};
+    s.insert(s.end(), values_[v]->spec.shape.begin() + 1, values_[v]->spec.shape.end());
+    if (!decode_acts_[v].defined() || decode_acts_[v].shape() != s) decode_acts_[v] = be_.alloc(s, values_[v]->spec.dtype);
+  }
+  be_.copy_from_host(decode_acts_[0], tokens);
+  ForwardContext ctx;
+  ctx.training = false;
+  ctx.incremental = true;
+  ctx.position = pos;
+  for (size_t k = 0; k + 1 < nodes_.size(); ++k) {  // everything but the loss head
+    Node& node = *nodes_[k];
+    ConstTensors in;
+    MutTensors out;
+    for (int v : node.in) in.push_back(&decode_acts_[v]);
+    for (int v : node.out) out.push_back(&decode_acts_[v]);
+    store_.acquire(node.layer->param_ids());
+    node.layer->forward(ctx, in, out);
+    store_.release(node.layer->param_ids());
+  }
+  const Tensor& logits = decode_acts_[nodes_.back()->in[0]];
+  const int64_t width = logits.dim(-1);
+  std::vector<float> last(batch * width);
+  for (int64_t b = 0; b < batch; ++b)  // only each sequence's last row crosses to the host
+    be_.memcpy_to_host(last.data() + b * width, logits.data<float>() + (b * n + n - 1) * width, width * sizeof(float));
+  RETURN_IF_ERROR(be_.synchronize());
+  return last;
 }
 
 BatchResult Model::evaluate(const std::vector<const void*>& data, int64_t n) {

@@ -78,6 +78,17 @@ class Model {
   // Forward and loss only (ctx.training = false).
   BatchResult evaluate(const std::vector<const void*>& data, int64_t n);
 
+  // Generation, for language models (the first input is int32 tokens [T]): runs the
+  // graph without the loss head on n new positions [pos, pos + n) of `batch` sequences
+  // (`tokens` host [batch, n]); earlier positions were run by the previous calls since
+  // one with pos = 0, and attention layers keep their keys and values (a KV cache), so a
+  // new token costs one position, not a pass over the whole context. Returns the logits of
+  // each sequence's last new position, host [batch, L] (L = the logits' width).
+  // InvalidArgument unless the model reads tokens and 0 <= pos, pos + n <= T.
+  StatusOr<std::vector<float>> decode(const int32_t* tokens, int64_t batch, int64_t n, int64_t pos);
+  // T of decode(): the longest context.
+  int64_t max_context() const;
+
  private:
   struct Node;
   struct Value;
@@ -94,6 +105,7 @@ class Model {
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<std::unique_ptr<Value>> values_;
   int64_t batch_ = -1;
+  std::vector<Tensor> decode_acts_;  // decode(): per value, for the last (batch, n)
 };
 
 }  // namespace shardtrain

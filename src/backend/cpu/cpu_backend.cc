@@ -85,10 +85,17 @@ void CpuBackend::gemm(GemmOp op_a, GemmOp op_b, int64_t m, int64_t n, int64_t k,
 
 void CpuBackend::bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner) {
 #pragma omp parallel for schedule(static)
-  for (int64_t oc = 0; oc < outer * channels; ++oc) {
-    const float bv = b[oc % channels];
-    float* row = y + oc * inner;
-    for (int64_t i = 0; i < inner; ++i) row[i] += bv;
+  for (int64_t o = 0; o < outer; ++o) {
+    float* block = y + o * channels * inner;
+    if (inner == 1) {  // [rows, channels]: one contiguous row per o
+      for (int64_t c = 0; c < channels; ++c) block[c] += b[c];
+      continue;
+    }
+    for (int64_t c = 0; c < channels; ++c) {
+      const float bv = b[c];
+      float* row = block + c * inner;
+      for (int64_t i = 0; i < inner; ++i) row[i] += bv;
+    }
   }
 }
 
@@ -122,6 +129,12 @@ constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
 constexpr float kSqrt2OverPi = 0.79788456080286535588f;
 constexpr float kGeluCubic = 0.044715f;
+
+// sigmoid(2u) = (1 + tanh(u)) / 2 for GELU-tanh's u(x).
+inline float gelu_tanh_sigmoid(float x) {
+  const float u = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
+  return 1.0f / (1.0f + std::exp(-2.0f * u));
+}
 }  // namespace
 
 void CpuBackend::activation_forward(Activation act, const float* x, float* y, int64_t n) {
@@ -134,12 +147,11 @@ void CpuBackend::activation_forward(Activation act, const float* x, float* y, in
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
       return;
-    case Activation::kGeluTanh:  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    case Activation::kGeluTanh:
+      // 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3), computed as the equal
+      // x * sigmoid(2u): one expf instead of tanhf (which was a fifth of a GPT step).
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
-        const float u = kSqrt2OverPi * (x[i] + kGeluCubic * x[i] * x[i] * x[i]);
-        y[i] = 0.5f * x[i] * (1.0f + std::tanh(u));
-      }
+      for (int64_t i = 0; i < n; ++i) y[i] = x[i] * gelu_tanh_sigmoid(x[i]);
       return;
   }
 }
@@ -158,13 +170,12 @@ void CpuBackend::activation_backward(Activation act, const float* x, const float
         dx[i] = dy[i] * (cdf + x[i] * pdf);
       }
       return;
-    case Activation::kGeluTanh:  // 0.5 (1 + t) + 0.5 x (1 - t^2) u', t = tanh(u)
+    case Activation::kGeluTanh:  // d/dx [x s(2u)] = s + x s (1 - s) 2u', s = sigmoid(2u)
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < n; ++i) {
-        const float x2 = x[i] * x[i];
-        const float t = std::tanh(kSqrt2OverPi * (x[i] + kGeluCubic * x2 * x[i]));
-        const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x2);
-        dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * x[i] * (1.0f - t * t) * du);
+        const float s = gelu_tanh_sigmoid(x[i]);
+        const float du2 = 2.0f * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x[i] * x[i]);
+        dx[i] = dy[i] * (s + x[i] * s * (1.0f - s) * du2);
       }
       return;
   }
