@@ -7,11 +7,16 @@ holds shardtrain's C++ GPT to. A reference is only as good as its own checks, so
   - padded vocabulary columns take no part in the loss and get exactly zero gradient;
   - the tied wte gradient is the sum of the embedding use and the head use;
   - the two-group AdamW, with state loaded as from a checkpoint, equals a hand-written step.
+And the scripts built on the model: torch_gpt_train.py (shardtrain's schedule, its windows,
+that it learns).
 Sizes are tiny: the whole file runs in seconds on one thread.
 """
+import json
 import math
 import os
+import subprocess
 import sys
+import tempfile
 import unittest
 
 import numpy as np
@@ -19,6 +24,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gpt_torch  # noqa: E402
+import torch_gpt_train  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 L, H, C, V, T, B = 2, 2, 8, 5, 4, 2  # Vp = 64
 
@@ -203,6 +211,65 @@ class GptTorchModelTest(unittest.TestCase):
             self.assertEqual(float(opt.state[p]["step"]), t)
         with self.assertRaisesRegex(ValueError, r"exp_avg_sq/ln_f\.bias"):
             gpt_torch.load_adamw_state(opt, model, m, {k: x for k, x in v.items() if k != "ln_f.bias"}, done)
+
+
+def run_script(name, *args):
+    """JSON lines printed by tests/reference/<name> run with args."""
+    r = subprocess.run([sys.executable, os.path.join(HERE, name), *map(str, args)], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if r.returncode != 0:
+        raise AssertionError(f"{name} failed (rc {r.returncode}):\n{r.stdout}{r.stderr}")
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+class GptTorchScriptsTest(unittest.TestCase):
+    def setUp(self):
+        torch.set_num_threads(1)
+
+    def test_schedule_is_shardtrains(self):
+        lr, warmup, total, min_lr = 1e-3, 4, 14, 1e-4
+        got = [torch_gpt_train.lr_at(s, total, lr, warmup, min_lr) for s in range(total)]
+        np.testing.assert_allclose(got[:warmup], [lr * (i + 1) / warmup for i in range(warmup)])
+        self.assertAlmostEqual(got[warmup], lr)                      # cosine starts at lr ...
+        self.assertAlmostEqual(got[-1], min_lr)                      # ... ends at the last step
+        t = 4 / (total - warmup - 1)
+        self.assertAlmostEqual(got[warmup + 4], min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * t)))
+        self.assertTrue(all(a >= b for a, b in zip(got[warmup:], got[warmup + 1:])))
+
+    def test_train_batches_are_shuffled_windows_each_seen_once_per_epoch(self):
+        seq, nb = 4, 3
+        tokens = torch.arange(10 * seq + 1)  # window w starts with token w * seq
+        batches = torch_gpt_train.TrainBatches(tokens, seq, nb, seed=7)
+        self.assertEqual((batches.n_windows, batches.per_epoch), (10, 3))
+        for epoch in range(2):
+            seen = []
+            for b in range(batches.per_epoch):
+                x, y = batches(epoch * batches.per_epoch + b)
+                self.assertTrue(torch.equal(x[:, 1:], y[:, :-1]))
+                self.assertTrue(torch.equal(x, x[:, :1] + torch.arange(seq)), "rows are not whole windows")
+                seen += (x[:, 0] // seq).tolist()
+            want = np.random.default_rng([7, epoch]).permutation(10)[:9].tolist()
+            self.assertEqual(seen, want, f"epoch {epoch}: windows in the wrong order")
+
+    def test_train_script_learns_and_reports_json(self):
+        import h5py
+        with tempfile.TemporaryDirectory() as tmp:
+            data = os.path.join(tmp, "tokens.h5")
+            with h5py.File(data, "w") as f:  # a cycle of 12 tokens: each predicts the next
+                cycle = np.random.default_rng(0).permutation(12).astype(np.uint16)
+                f["train/tokens"] = np.tile(cycle, 200)
+                f["val/tokens"] = np.tile(cycle, 20)
+                f.attrs["vocab_size"] = 12
+            lines = run_script("torch_gpt_train.py", "--data", data, "--n-layer", 1, "--n-head", 2, "--d-model", 32,
+                               "--seq-len", 16, "--batch", 8, "--lr", 1e-2, "--warmup", 5, "--min-lr", 1e-3,
+                               "--weight-decay", 0.1, "--clip-grad-norm", 1.0, "--steps", 60, "--eval-every", 25,
+                               "--val-windows", 8)
+        self.assertEqual([line.get("step") for line in lines[:-1]], [25, 50, 60])
+        final = lines[-1]
+        self.assertTrue(final["final"])
+        self.assertEqual(final["steps"], 60)
+        self.assertEqual(final["val_loss"], lines[-2]["val_loss"])
+        self.assertLess(final["val_loss"], 0.25 * math.log(12), "did not learn a deterministic sequence")
 
 
 if __name__ == "__main__":
