@@ -8,7 +8,7 @@ holds shardtrain's C++ GPT to. A reference is only as good as its own checks, so
   - the tied wte gradient is the sum of the embedding use and the head use;
   - the two-group AdamW, with state loaded as from a checkpoint, equals a hand-written step.
 And the scripts built on the model: torch_gpt_train.py (shardtrain's schedule, its windows,
-that it learns).
+that it learns) and torch_bench.py's gpt mode.
 Sizes are tiny: the whole file runs in seconds on one thread.
 """
 import json
@@ -270,6 +270,15 @@ class GptTorchScriptsTest(unittest.TestCase):
         self.assertEqual(final["steps"], 60)
         self.assertEqual(final["val_loss"], lines[-2]["val_loss"])
         self.assertLess(final["val_loss"], 0.25 * math.log(12), "did not learn a deterministic sequence")
+
+    def test_bench_gpt_reports_tokens_per_second_and_mfu(self):
+        out, = run_script("torch_bench.py", "gpt", "--threads", 1, "--steps", 3, "--warmup", 1, "--batch", 2,
+                          "--n-layer", 1, "--n-head", 2, "--d-model", 32, "--seq-len", 16, "--vocab", 100)
+        model = gpt_torch.GPT(1, 2, 32, 100, max_seq=16)
+        self.assertEqual(out["params"], gpt_torch.param_count(model))
+        self.assertEqual(out["flops_per_token"], 6 * out["params"] + 6 * 1 * 16 * 32)
+        self.assertAlmostEqual(out["tokens_per_s"], 16 * out["samples_per_s"])
+        self.assertAlmostEqual(out["mfu"], out["tokens_per_s"] * out["flops_per_token"] / 989e12)
 
 
 if __name__ == "__main__":
