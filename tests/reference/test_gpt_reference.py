@@ -102,11 +102,14 @@ class GptReferenceTest(unittest.TestCase):
 
     def assert_tensors_match(self, ours, ref, what):
         self.assertEqual(sorted(ours), sorted(ref), f"{what}: shardtrain's tensor names differ from the model's")
+        worst = (0.0, "")
         for name, want in ref.items():
             self.assertEqual(ours[name].shape, want.shape, f"{what} {name}: shape")
             rel = st.max_rel_diff(ours[name], want)
+            worst = max(worst, (rel, name))
             self.assertLess(rel, TOL, f"{what} {name} differs from PyTorch by {rel:.2e} relative "
                                       f"(max |torch| {np.abs(want).max():.3e})")
+        print(f"\n{what}: largest difference from PyTorch {worst[0]:.2e} relative ({worst[1]})", file=sys.stderr)
 
     def test_dump_describes_the_checkpoint_and_a_real_batch(self):
         a, d = self.dump["attrs"], self.dump
