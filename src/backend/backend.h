@@ -36,6 +36,9 @@ class Backend {
   // Identifies the physical device, so ranks can tell whether they share one:
   // "cpu" for the CPU backend, "GPU-<uuid>" for a CUDA device.
   virtual std::string device_identity() const = 0;
+  // The device's peak dense FLOP/s for the math it runs (fp32 today), for model FLOPs
+  // utilisation; 0 when unknown (CPUs: progress shows achieved GFLOP/s instead).
+  virtual double peak_flops() const { return 0; }
 
   // ---- memory
   // Zero-filled tensor on this device. Throws std::bad_alloc when memory runs out.

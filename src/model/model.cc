@@ -244,6 +244,17 @@ int64_t Model::max_context() const {
   return in.dtype == DType::kInt32 && in.shape.size() == 1 ? in.shape[0] : 0;
 }
 
+double Model::flops_per_token() const {
+  if (max_context() == 0) return 0;
+  double attention = 0;
+  for (const auto& n : nodes_)
+    if (std::string(n->layer->type()) == "causal_self_attention") {
+      const Shape& qkv = values_[n->in[0]]->spec.shape;  // [T, 3C]
+      attention += 6.0 * static_cast<double>(qkv[0]) * static_cast<double>(qkv[1] / 3);
+    }
+  return 6.0 * static_cast<double>(num_params()) + attention;
+}
+
 StatusOr<std::vector<float>> Model::decode(const int32_t* tokens, int64_t batch, int64_t n, int64_t pos) {
   const int64_t t = max_context();
   if (t == 0) return Status::InvalidArgument("decode: the model does not read token sequences");

@@ -88,6 +88,11 @@ class Model {
   StatusOr<std::vector<float>> decode(const int32_t* tokens, int64_t batch, int64_t n, int64_t pos);
   // T of decode(): the longest context.
   int64_t max_context() const;
+  // Training FLOPs per token of a language model, as llm.c and the PaLM paper count them:
+  // 6N for the matmuls with every parameter (forward and backward) plus 6·T·C per causal
+  // attention layer (scores and weighted values over a causal context of T, C wide).
+  // 0 for models that do not read token sequences.
+  double flops_per_token() const;
 
  private:
   struct Node;

@@ -17,11 +17,17 @@ std::string format_duration(double s) {
 }
 
 std::string progress_line(const TrainLogRecord& r) {
-  char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "step %lld/%lld | epoch %lld | loss %.4f | acc %.2f%% | lr %.3g | %.0f samples/s | ETA %s",
-                (long long)r.step, (long long)r.total_steps, (long long)r.epoch, r.loss, 100 * r.accuracy, r.lr,
-                r.samples_per_s, format_duration(r.eta_s).c_str());
+  char rate[96];
+  if (r.tokens_per_s <= 0)
+    std::snprintf(rate, sizeof rate, "%.0f samples/s", r.samples_per_s);
+  else if (r.mfu > 0)
+    std::snprintf(rate, sizeof rate, "%.0f tok/s | MFU %.1f%%", r.tokens_per_s, 100 * r.mfu);
+  else
+    std::snprintf(rate, sizeof rate, "%.0f tok/s | %.1f GFLOP/s", r.tokens_per_s, r.flops_per_s / 1e9);
+  char buf[320];
+  std::snprintf(buf, sizeof buf, "step %lld/%lld | epoch %lld | loss %.4f | acc %.2f%% | lr %.3g | %s | ETA %s",
+                (long long)r.step, (long long)r.total_steps, (long long)r.epoch, r.loss, 100 * r.accuracy, r.lr, rate,
+                format_duration(r.eta_s).c_str());
   return buf;
 }
 
@@ -51,12 +57,17 @@ Status MetricsLog::write_line(const std::string& line) {
 }
 
 Status MetricsLog::write(const TrainLogRecord& r) {
-  char buf[384];
-  std::snprintf(buf, sizeof buf,
-                "{\"kind\":\"train\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.6g,\"accuracy\":%.6g,\"lr\":%.6g,"
-                "\"grad_norm\":%.6g,\"samples_per_s\":%.6g,\"elapsed_s\":%.3f}",
-                (long long)r.step, (long long)r.epoch, r.loss, r.accuracy, r.lr, r.grad_norm, r.samples_per_s,
-                r.elapsed_s);
+  char buf[512];
+  int n = std::snprintf(buf, sizeof buf,
+                        "{\"kind\":\"train\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.6g,\"accuracy\":%.6g,"
+                        "\"lr\":%.6g,\"grad_norm\":%.6g,\"samples_per_s\":%.6g,\"elapsed_s\":%.3f",
+                        (long long)r.step, (long long)r.epoch, r.loss, r.accuracy, r.lr, r.grad_norm, r.samples_per_s,
+                        r.elapsed_s);
+  if (r.tokens_per_s > 0)
+    n += std::snprintf(buf + n, sizeof buf - n, ",\"tokens_per_s\":%.6g,\"flops_per_s\":%.6g", r.tokens_per_s,
+                       r.flops_per_s);
+  if (r.mfu > 0) n += std::snprintf(buf + n, sizeof buf - n, ",\"mfu\":%.6g", r.mfu);
+  std::snprintf(buf + n, sizeof buf - n, "}");
   return write_line(buf);
 }
 

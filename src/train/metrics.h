@@ -16,6 +16,9 @@ struct TrainLogRecord {
   int64_t step, total_steps, epoch;
   double loss, accuracy, lr, grad_norm;
   double samples_per_s, elapsed_s, eta_s;
+  // Language models only (tokens_per_s > 0): tokens trained per second over all ranks, the
+  // model FLOP/s they mean, and its fraction of the devices' peak (0 when unknown).
+  double tokens_per_s = 0, flops_per_s = 0, mfu = 0;
 };
 struct EvalLogRecord {
   int64_t step;

@@ -99,7 +99,9 @@ Status Trainer::log_progress(double loss_sum, double correct, double samples, do
   double sums[4] = {loss_sum, correct, samples, predictions};
   RETURN_IF_ERROR(comm_.all_reduce(sums, 4, CommDType::kFloat64, ReduceOp::kSum));
   if (topo_.rank != 0) return Status::Ok();
-  const double dt = seconds_since(log_time_);
+  // Time spent evaluating and checkpointing is not training time.
+  const double dt = seconds_since(log_time_) - excluded_s_;
+  excluded_s_ = 0;
   const int64_t steps = progress_.step - log_step_;
   TrainLogRecord r;
   r.step = progress_.step;
@@ -110,6 +112,12 @@ Status Trainer::log_progress(double loss_sum, double correct, double samples, do
   r.lr = lr;
   r.grad_norm = grad_norm;
   r.samples_per_s = dt > 0 ? sums[2] / dt : 0;
+  if (flops_per_token_ > 0 && dt > 0) {
+    r.tokens_per_s = sums[3] / dt;
+    r.flops_per_s = r.tokens_per_s * flops_per_token_;
+    const double peak = backend_->peak_flops() * topo_.world_size;
+    r.mfu = peak > 0 ? r.flops_per_s / peak : 0;
+  }
   r.elapsed_s = seconds_since(start_time_);
   r.eta_s = steps > 0 ? dt / steps * (total_steps_ - progress_.step) : 0;
   std::printf("%s\n", progress_line(r).c_str());
@@ -148,6 +156,7 @@ Status Trainer::run(bool* all_ranks) {
   const auto& tc = cfg_.train();
   double loss_sum = 0, correct = 0, samples = 0, predictions = 0;
   start_time_ = log_time_ = Clock::now();
+  flops_per_token_ = model_->flops_per_token();
   log_step_ = progress_.step;
 
   while (progress_.step < total_steps_) {
@@ -184,11 +193,13 @@ Status Trainer::run(bool* all_ranks) {
       RETURN_IF_ERROR(log_progress(loss_sum, correct, samples, predictions, grad_norm, lr));
       loss_sum = correct = samples = predictions = 0;
     }
+    const auto paused = Clock::now();
     if (eval_now) RETURN_IF_ERROR(run_eval());
     if (save_now) {
       Status s = save_checkpoint();
       if (!s.ok()) return *all_ranks = true, s;
     }
+    if (eval_now || save_now) excluded_s_ += seconds_since(paused);
   }
 
   *all_ranks = true;

@@ -100,6 +100,8 @@ class Trainer {
   std::chrono::steady_clock::time_point start_time_, log_time_;
   int64_t log_step_ = 0;  // step at log_time_
   int64_t last_epoch_ = 0;  // epoch of the last batch trained
+  double excluded_s_ = 0;   // evaluation and checkpoint time since log_time_
+  double flops_per_token_ = 0;
 };
 
 }  // namespace shardtrain
