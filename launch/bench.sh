@@ -28,7 +28,8 @@ torch_py=${ST_TORCH_PYTHON:-/usr/bin/python3}
 bench_data=${ST_BENCH_DATA:-data/fashion_mnist.h5}
 cores=$(nproc)
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source launch/env.sh  # run-as-root for Open MPI, OpenBLAS's AVX2 kernels (PyTorch's oneDNN
+                      # detects them itself, so both sides get the same instruction set)
 
 # Mean of FIELD over shardtrain's logged intervals after step AFTER (metrics.jsonl).
 shardtrain_rate() {

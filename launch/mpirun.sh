@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 np=${1:?usage: launch/mpirun.sh NP ARGS...}; shift
-# Open MPI refuses to run as root unless told; our machines and CI run as root.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source launch/env.sh  # run-as-root for Open MPI, OpenBLAS's AVX2 kernels
 # --oversubscribe: allow more ranks than cores (small machines, tests).
 # --bind-to none: each rank sizes its own OpenMP/OpenBLAS pool (cores / ranks per node);
 #   Open MPI's default core binding would pin a rank's threads to a single core.

@@ -23,8 +23,13 @@ CpuBackend::CpuBackend(int threads) : threads_(threads < 1 ? 1 : threads) {
   openblas_set_num_threads(threads_);
 }
 
+// The kernel family OpenBLAS picked for this CPU ("Haswell", "SkylakeX"; "Prescott" means
+// it did not recognise the CPU and fell back to SSE3: OPENBLAS_CORETYPE=Haswell fixes that
+// on AVX2 machines, see README).
 std::string CpuBackend::name() const {
-  return "cpu (OpenBLAS, " + std::to_string(threads_) + (threads_ == 1 ? " thread)" : " threads)");
+  const char* core = openblas_get_corename();
+  return "cpu (OpenBLAS " + std::string(core ? core : "?") + ", " + std::to_string(threads_) +
+         (threads_ == 1 ? " thread)" : " threads)");
 }
 
 // ---------------------------------------------------------------------------- memory
