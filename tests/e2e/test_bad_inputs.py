@@ -202,6 +202,20 @@ class BadInputTest(unittest.TestCase):
         p = self.write("tie_missing.pbtxt", self.gpt_text().replace('tied_to: "wte"', 'tied_to: "tok_emb"'))
         self.fails_at_start([p], 2, "(lm_head)", "tok_emb.weight")
 
+    def test_embedding_smaller_than_vocabulary_names_layer_and_both_sizes(self):
+        # The loader checks ids against data.num_classes (256), so ids up to 255 reach the
+        # token table. With 128 rows and an untied head they were read out of bounds (the CPU
+        # backend aborted); with 200 rows padded to 256 (pad_to 64) and the tied head, ids
+        # 200..255 silently trained the padding rows. Random bytes use the whole range.
+        p = self.token_file("all_bytes.h5", self.random_tokens())
+        untied = self.gpt_text().replace("num_embeddings: 256", "num_embeddings: 128").replace(
+            'lm_head { tied_to: "wte" }', "linear { out_features: 256 }")
+        tied = self.gpt_text().replace("num_embeddings: 256", "num_embeddings: 200")
+        for name, text, rows in (("emb128_untied.pbtxt", untied, "128"), ("emb200_tied.pbtxt", tied, "200")):
+            with self.subTest(name):
+                self.fails_at_start([self.write(name, text), "--set", "data.path=" + p], 2,
+                                    "(wte)", "embedding.num_embeddings", rows, "data.num_classes", "256")
+
     # ---- checkpoints
     def corrupt_copy(self, how):
         d = os.path.join(tempfile.mkdtemp(prefix="corrupt_" + how + "_", dir=self.tmp), "run")
