@@ -202,6 +202,11 @@ class BadInputTest(unittest.TestCase):
         p = self.write("tie_missing.pbtxt", self.gpt_text().replace('tied_to: "wte"', 'tied_to: "tok_emb"'))
         self.fails_at_start([p], 2, "(lm_head)", "tok_emb.weight")
 
+    def test_lm_head_tied_to_a_vector_names_shapes(self):
+        # ln_f.weight is [32]: it used to read "is [32] but the input has 32 features".
+        p = self.write("tie_vector.pbtxt", self.gpt_text().replace('tied_to: "wte"', 'tied_to: "ln_f"'))
+        self.fails_at_start([p], 2, "(lm_head)", "ln_f.weight is [32]", "[V, 32]")
+
     def test_embedding_smaller_than_vocabulary_names_layer_and_both_sizes(self):
         # The loader checks ids against data.num_classes (256), so ids up to 255 reach the
         # token table. With 128 rows and an untied head they were read out of bounds (the CPU
