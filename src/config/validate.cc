@@ -84,6 +84,24 @@ Status validate_data(const config::DataConfig& d) {
   return Status::Ok();
 }
 
+// The loader lets through every token id below data.num_classes, so each token table needs
+// that many rows: a smaller one would be read out of bounds, or (rounded up to pad_to rows)
+// would quietly train its padding rows.
+Status validate_vocabulary(const config::JobConfig& cfg) {
+  if (cfg.data().kind() != config::DataConfig::KIND_TOKENS) return Status::Ok();
+  const int64_t vocab = cfg.data().num_classes();
+  for (int i = 0; i < cfg.model().layer_size(); ++i) {
+    const config::LayerConfig& layer = cfg.model().layer(i);
+    if (!layer.has_embedding() || layer.embedding().num_embeddings() >= vocab) continue;
+    const std::string name = layer.name().empty() ? "" : " (" + layer.name() + ")";
+    return Status::InvalidArgument("model.layer[" + std::to_string(i) + "]" + name + ": embedding.num_embeddings (" +
+                                   fmt(layer.embedding().num_embeddings()) + ") is smaller than the vocabulary, " +
+                                   "data.num_classes (" + fmt(vocab) + "): token ids up to " + fmt(vocab - 1) +
+                                   " need a row each");
+  }
+  return Status::Ok();
+}
+
 Status validate_optimizer(const config::OptimizerConfig& o) {
   RETURN_IF_ERROR(check_positive("optimizer.lr", o.lr()));
   RETURN_IF_ERROR(check_non_negative("optimizer.weight_decay", o.weight_decay()));
@@ -131,6 +149,7 @@ Status validate_comm(const config::JobConfig& cfg) {
 Status validate_config(const config::JobConfig& cfg) {
   RETURN_IF_ERROR(validate_model(cfg.model()));
   RETURN_IF_ERROR(validate_data(cfg.data()));
+  RETURN_IF_ERROR(validate_vocabulary(cfg));
   RETURN_IF_ERROR(validate_optimizer(cfg.optimizer()));
   RETURN_IF_ERROR(validate_train(cfg.train()));
   RETURN_IF_ERROR(validate_checkpoint(cfg.checkpoint()));

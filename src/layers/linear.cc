@@ -10,8 +10,8 @@ StatusOr<Shape> LinearLayer::configure_one(const Shape& in_shape) {
     RETURN_IF_ERROR(use_param(*store_, tied_to_));
     const Shape& w = store_->params()[param_ids_[0]].shape;
     if (w.size() != 2 || w[1] != in_)
-      return error("tied weight " + tied_to_ + " is " + shape_str(w) + " but the input has " + std::to_string(in_) +
-                   " features");
+      return error("tied weight " + tied_to_ + " is " + shape_str(w) + " but must be [V, " + std::to_string(in_) +
+                   "]: a row of the input's " + std::to_string(in_) + " features per output (token table)");
     out_ = w[0];
     Shape out = in_shape;
     out.back() = out_;

@@ -13,6 +13,7 @@ import numpy as np
 import st_util as st
 
 TIMEOUT = 120  # a hang fails the test instead of blocking CI
+TEXT = os.path.join(st.SRC, "data", "fortunes.h5")
 
 
 class BadInputTest(unittest.TestCase):
@@ -131,6 +132,94 @@ class BadInputTest(unittest.TestCase):
         self.assertIn("[rank 0]", errors[0])
         self.assertIn("badlabel.h5", errors[0])
         self.assertIn("100", errors[0])
+
+    # ---- token data (configs/gpt_ref.pbtxt: seq_len 16, num_classes 256, wpe max_seq 16)
+    def token_file(self, name, train, dtype=np.uint16, vocab_size=256):
+        """An import-text-like token file: /train/tokens (given), /val/tokens (100 windows)."""
+        p = os.path.join(self.tmp, name)
+        rng = np.random.default_rng(2)
+        with h5py.File(p, "w") as f:
+            if vocab_size is not None:
+                f.attrs["vocab_size"] = np.int64(vocab_size)
+            f.create_dataset("train/tokens", data=np.asarray(train).astype(dtype))
+            f.create_dataset("val/tokens", data=rng.integers(0, 256, 1601).astype(np.uint16))
+        return p
+
+    def random_tokens(self, n=4001):
+        return np.random.default_rng(3).integers(0, 256, n)
+
+    def gpt_text(self):
+        with open(st.config("gpt_ref.pbtxt")) as f:
+            return f.read()
+
+    def fails_at_start(self, args, code, *needles):
+        """fails() for a train command that must stop before creating its (fresh) run dir."""
+        run_dir = os.path.join(self.tmp, "never_" + self.id().split(".")[-1])
+        line = self.fails(2, ["train", *args, "--run-dir", run_dir], code, *needles)
+        self.assertFalse(os.path.exists(run_dir), "a failed start created the run dir")
+        return line
+
+    def test_token_dataset_of_float_names_file_dataset_and_type(self):
+        p = self.token_file("float_tokens.h5", self.random_tokens(), dtype=np.float32)
+        self.fails_at_start([st.config("gpt_ref.pbtxt"), "--set", "data.path=" + p], 2,
+                            "float_tokens.h5", "/train/tokens", "float32")
+
+    def test_seq_len_longer_than_position_embedding_names_wpe(self):
+        self.fails_at_start([st.config("gpt_ref.pbtxt"), "--set", "data.seq_len=32"], 2,
+                            "(wpe)", "32", "max_seq 16", "data.seq_len")
+
+    def test_token_id_beyond_vocabulary_names_file_position_and_value(self):
+        # No vocab_size attribute, so nothing can be caught at start: the id is found when its
+        # window is read. Unshuffled, window 5 (tokens 80..96) is in rank 1's half of the
+        # first batch; rank 1 fails at step 1 while rank 0 waits in the all-reduce.
+        tokens = self.random_tokens()
+        tokens[87] = 300
+        p = self.token_file("beyond_vocab.h5", tokens, vocab_size=None)
+        line = self.fails(2, ["train", st.config("gpt_ref.pbtxt"), "--set", "data.path=" + p, "--set",
+                              "data.shuffle=false", "--run-dir", os.path.join(self.tmp, "tv1")], None,
+                          "beyond_vocab.h5", "/train/tokens[87]", "token 300", "256")
+        self.assertIn("[rank 1]", line)
+
+    def test_file_vocabulary_larger_than_num_classes_fails_at_start(self):
+        p = self.token_file("gpt2_vocab.h5", self.random_tokens(), vocab_size=50257)
+        self.fails_at_start([st.config("gpt_ref.pbtxt"), "--set", "data.path=" + p], 2,
+                            "gpt2_vocab.h5", "/train/tokens", "50257", "256", "data.num_classes")
+
+    def test_token_split_shorter_than_one_window(self):
+        p = self.token_file("short_tokens.h5", self.random_tokens(10))
+        self.fails_at_start([st.config("gpt_ref.pbtxt"), "--set", "data.path=" + p], 2,
+                            "short_tokens.h5", "/train/tokens", "10 tokens", "17")
+
+    def test_tokens_without_seq_len_names_field(self):
+        p = self.write("no_seq_len.pbtxt", self.gpt_text().replace("  seq_len: 16\n", ""))
+        self.fails_at_start([p], 2, "no_seq_len.pbtxt", "data.seq_len")
+
+    def test_image_model_on_token_file_names_missing_images(self):
+        self.fails_at_start([st.config("tiny_mlp.pbtxt"), "--set", "data.path=" + TEXT], 2,
+                            "fortunes.h5", "/train/images")
+
+    def test_lm_head_tied_to_missing_layer_names_parameter(self):
+        p = self.write("tie_missing.pbtxt", self.gpt_text().replace('tied_to: "wte"', 'tied_to: "tok_emb"'))
+        self.fails_at_start([p], 2, "(lm_head)", "tok_emb.weight")
+
+    def test_lm_head_tied_to_a_vector_names_shapes(self):
+        # ln_f.weight is [32]: it used to read "is [32] but the input has 32 features".
+        p = self.write("tie_vector.pbtxt", self.gpt_text().replace('tied_to: "wte"', 'tied_to: "ln_f"'))
+        self.fails_at_start([p], 2, "(lm_head)", "ln_f.weight is [32]", "[V, 32]")
+
+    def test_embedding_smaller_than_vocabulary_names_layer_and_both_sizes(self):
+        # The loader checks ids against data.num_classes (256), so ids up to 255 reach the
+        # token table. With 128 rows and an untied head they were read out of bounds (the CPU
+        # backend aborted); with 200 rows padded to 256 (pad_to 64) and the tied head, ids
+        # 200..255 silently trained the padding rows. Random bytes use the whole range.
+        p = self.token_file("all_bytes.h5", self.random_tokens())
+        untied = self.gpt_text().replace("num_embeddings: 256", "num_embeddings: 128").replace(
+            'lm_head { tied_to: "wte" }', "linear { out_features: 256 }")
+        tied = self.gpt_text().replace("num_embeddings: 256", "num_embeddings: 200")
+        for name, text, rows in (("emb128_untied.pbtxt", untied, "128"), ("emb200_tied.pbtxt", tied, "200")):
+            with self.subTest(name):
+                self.fails_at_start([self.write(name, text), "--set", "data.path=" + p], 2,
+                                    "(wte)", "embedding.num_embeddings", rows, "data.num_classes", "256")
 
     # ---- checkpoints
     def corrupt_copy(self, how):
