@@ -50,7 +50,7 @@ StatusOr<int64_t> open_token_dataset(hid_t file, const std::string& path, const 
   if (!integer || rank != 1) {
     return Status::InvalidArgument(path + ": " + name + " is " + h5_type_name(type.get()) + " " +
                                    shape_str(Shape(dims.begin(), dims.end())) +
-                                   "; token datasets must be a 1-D integer type (uint16 as "
+                                   "; token datasets must be a 1-D integer type of at most 32 bits (uint16 as "
                                    "import-text writes)");
   }
   return static_cast<int64_t>(dims[0]);
@@ -70,8 +70,8 @@ Status token_ids_check(const int32_t* ids, int64_t count, int64_t first_index,
     const std::string at = "token " + std::to_string(ids[i]) + " at " + dataset_path + "[" +
                            std::to_string(first_index + i) + "]";
     if (ids[i] < 0) return Status::InvalidArgument(path + ": " + at + " is negative");
-    return Status::InvalidArgument(path + ": " + at + " is >= model vocab_size " +
-                                   std::to_string(vocab_size));
+    return Status::InvalidArgument(path + ": " + at + " is >= the vocabulary size " + std::to_string(vocab_size) +
+                                   " (data.num_classes)");
   }
   return Status::Ok();
 }

@@ -52,7 +52,7 @@ inline void token_window_split(const int32_t* window, int64_t seq_len, int32_t* 
 // Checks that ids[0, count) lie in [0, vocab_size). `ids[i]` is token first_index + i of
 // dataset `dataset_path` ("/train/tokens") in file `path`. The first offender is
 // InvalidArgument, e.g.
-//   "data/x.h5: token 12345 at /train/tokens[987] is >= model vocab_size 256"
+//   "data/x.h5: token 12345 at /train/tokens[987] is >= the vocabulary size 256 (data.num_classes)"
 //   "data/x.h5: token -1 at /train/tokens[3] is negative"
 Status token_ids_check(const int32_t* ids, int64_t count, int64_t first_index,
                        int64_t vocab_size, const std::string& path,

@@ -86,7 +86,7 @@ TEST(TokenSplitReader, AcceptsIntegersUpTo32Bits) {
 TEST(TokenSplitReader, WrongTypeOrShapeIsOneClearError) {
   TempDir dir;
   const std::string path = dir.file("x.h5");
-  const std::string tail = "; token datasets must be a 1-D integer type (uint16 as import-text writes)";
+  const std::string tail = "; token datasets must be a 1-D integer type of at most 32 bits (uint16 as import-text writes)";
   write_h5_ints(path, "/f/tokens", H5T_IEEE_F32LE, {1000}, iota64(1000));
   write_h5_ints(path, "/i64/tokens", H5T_STD_I64LE, {10}, iota64(10));
   write_h5_ints(path, "/two_d/tokens", H5T_STD_U16LE, {10, 100}, iota64(1000));
@@ -172,7 +172,7 @@ TEST(TokenIdsCheck, NamesFileDatasetIndexAndValue) {
   EXPECT_TRUE(token_ids_check(ids, 2, 985, 256, "data/x.h5", "/train/tokens").ok());
   Status st = token_ids_check(ids, 4, 985, 256, "data/x.h5", "/train/tokens");
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(st.message(), "data/x.h5: token 12345 at /train/tokens[987] is >= model vocab_size 256");
+  EXPECT_EQ(st.message(), "data/x.h5: token 12345 at /train/tokens[987] is >= the vocabulary size 256 (data.num_classes)");
   const int32_t negative[2] = {5, -1};
   EXPECT_EQ(token_ids_check(negative, 2, 0, 256, "d.h5", "/val/tokens").message(),
             "d.h5: token -1 at /val/tokens[1] is negative");
