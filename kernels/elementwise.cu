@@ -1,9 +1,9 @@
-// Elementwise kernels: fill, scale, activations, dropout, bias add / grad, axis swap.
+// Elementwise kernels: fill, scale, add, activations, dropout, bias add / grad, axis swap.
 //
 // These are bandwidth-bound, so each is one grid-stride pass that reads and writes every
 // element once; there is nothing to tile. What matters is that they reproduce the CPU
 // backend's arithmetic (exactly, except where CUDA's erff/expf differ from glibc's by an
-// ulp or two, i.e. GELU): every expression is written in the CPU code's operation order and
+// ulp or two, i.e. GELU and its tanh form): every expression is written in the CPU code's operation order and
 // the library compiles with --fmad=false, so a*b+c rounds twice here as it does there.
 // Dropout draws from the counter-based generator with the element's global index, so its
 // mask is the CPU's bit for bit, whatever the launch shape; its keep scale is computed on
@@ -20,6 +20,8 @@ namespace {
 
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
+constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+constexpr float kGeluCubic = 0.044715f;
 
 template <typename T>
 __global__ void fill_kernel(T* x, int64_t n, T value) {
@@ -28,6 +30,13 @@ __global__ void fill_kernel(T* x, int64_t n, T value) {
 
 __global__ void scale_kernel(float* x, int64_t n, float alpha) {
   for (int64_t i = grid_thread_index(); i < n; i += grid_thread_count()) x[i] *= alpha;
+}
+
+// No __restrict__: y may alias a or b (each element is read, then written, by one thread).
+template <typename T>
+__global__ void add_kernel(const T* a, const T* b, T* y, int64_t n) {
+  for (int64_t i = grid_thread_index(); i < n; i += grid_thread_count())
+    store_f32(y + i, load_f32(a + i) + load_f32(b + i));
 }
 
 __global__ void relu_forward_kernel(const float* x, float* y, int64_t n) {
@@ -39,6 +48,15 @@ __global__ void gelu_forward_kernel(const float* x, float* y, int64_t n) {
   for (int64_t i = grid_thread_index(); i < n; i += grid_thread_count()) {
     const float v = x[i];
     y[i] = 0.5f * v * (1.0f + erff(v * kInvSqrt2));
+  }
+}
+
+// GPT-2's GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in the CPU's order.
+__global__ void gelu_tanh_forward_kernel(const float* x, float* y, int64_t n) {
+  for (int64_t i = grid_thread_index(); i < n; i += grid_thread_count()) {
+    const float v = x[i];
+    const float u = kSqrt2OverPi * (v + kGeluCubic * v * v * v);
+    y[i] = 0.5f * v * (1.0f + tanhf(u));
   }
 }
 
@@ -57,6 +75,16 @@ __global__ void gelu_backward_kernel(const float* x, const float* dy, float* dx,
   }
 }
 
+// 0.5 (1 + t) + 0.5 x (1 - t^2) u', t = tanh(u), in the CPU's order.
+__global__ void gelu_tanh_backward_kernel(const float* x, const float* dy, float* dx, int64_t n) {
+  for (int64_t i = grid_thread_index(); i < n; i += grid_thread_count()) {
+    const float v = x[i], x2 = v * v;
+    const float t = tanhf(kSqrt2OverPi * (v + kGeluCubic * x2 * v));
+    const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x2);
+    dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+  }
+}
+
 __global__ void dropout_kernel(const float* x, float* y, int64_t n, float p, float keep_scale, uint64_t base,
                                uint64_t offset) {
   for (int64_t i = grid_thread_index(); i < n; i += grid_thread_count()) {
@@ -71,7 +99,8 @@ __global__ void bias_add_kernel(float* y, const float* b, int64_t n, int64_t cha
 
 // One block per channel (block-stride over channels). Each thread sums its strided share
 // of the channel's outer*inner elements in double, then the block adds the per-thread sums
-// with block_sum's fixed tree: the order depends only on the shape.
+// with block_sum's fixed tree: the order depends only on the shape. The total is added to
+// the existing db[c] in double, rounded once (the CPU starts its double sum at db[c]).
 __global__ void bias_grad_kernel(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner) {
   const int64_t per_channel = outer * inner;
   for (int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
@@ -81,7 +110,7 @@ __global__ void bias_grad_kernel(const float* dy, float* db, int64_t outer, int6
       acc += dy[(o * channels + c) * inner + i];
     }
     acc = block_sum(acc);
-    if (threadIdx.x == 0) db[c] = static_cast<float>(acc);
+    if (threadIdx.x == 0) db[c] = static_cast<float>(static_cast<double>(db[c]) + acc);
   }
 }
 
@@ -117,12 +146,26 @@ cudaError_t scale(float* x, int64_t n, float alpha, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+cudaError_t add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  add_kernel<float><<<grid_1d(n), kBlockSize, 0, stream>>>(a, b, y, n);
+  return cudaGetLastError();
+}
+
 cudaError_t activation_forward(Activation act, const float* x, float* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  if (act == Activation::kRelu) {
-    relu_forward_kernel<<<grid_1d(n), kBlockSize, 0, stream>>>(x, y, n);
-  } else {
-    gelu_forward_kernel<<<grid_1d(n), kBlockSize, 0, stream>>>(x, y, n);
+  switch (act) {
+    case Activation::kRelu:
+      relu_forward_kernel<<<grid_1d(n), kBlockSize, 0, stream>>>(x, y, n);
+      break;
+    case Activation::kGelu:
+      gelu_forward_kernel<<<grid_1d(n), kBlockSize, 0, stream>>>(x, y, n);
+      break;
+    case Activation::kGeluTanh:
+      gelu_tanh_forward_kernel<<<grid_1d(n), kBlockSize, 0, stream>>>(x, y, n);
+      break;
+    default:
+      return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }
@@ -130,10 +173,18 @@ cudaError_t activation_forward(Activation act, const float* x, float* y, int64_t
 cudaError_t activation_backward(Activation act, const float* x, const float* dy, float* dx, int64_t n,
                                 cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  if (act == Activation::kRelu) {
-    relu_backward_kernel<<<grid_1d(n), kBlockSize, 0, stream>>>(x, dy, dx, n);
-  } else {
-    gelu_backward_kernel<<<grid_1d(n), kBlockSize, 0, stream>>>(x, dy, dx, n);
+  switch (act) {
+    case Activation::kRelu:
+      relu_backward_kernel<<<grid_1d(n), kBlockSize, 0, stream>>>(x, dy, dx, n);
+      break;
+    case Activation::kGelu:
+      gelu_backward_kernel<<<grid_1d(n), kBlockSize, 0, stream>>>(x, dy, dx, n);
+      break;
+    case Activation::kGeluTanh:
+      gelu_tanh_backward_kernel<<<grid_1d(n), kBlockSize, 0, stream>>>(x, dy, dx, n);
+      break;
+    default:
+      return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }
@@ -161,9 +212,8 @@ cudaError_t bias_add(float* y, const float* b, int64_t outer, int64_t channels, 
 
 cudaError_t bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
                       cudaStream_t stream) {
-  if (channels <= 0) return cudaSuccess;
-  // An empty sum is still a sum: db = 0 when outer * inner == 0, as on the CPU.
-  if (outer <= 0 || inner <= 0) return fill_f32(db, channels, 0.0f, stream);
+  // Accumulates: with nothing to add (outer * inner == 0), db keeps its values, as on the CPU.
+  if (channels <= 0 || outer <= 0 || inner <= 0) return cudaSuccess;
   bias_grad_kernel<<<grid_1d(channels, 1), kBlockSize, 0, stream>>>(dy, db, outer, channels, inner);
   return cudaGetLastError();
 }

@@ -1,4 +1,5 @@
-// Elementwise CUDA kernels: fill, scale, activations, dropout, bias add / grad, axis swap.
+// Elementwise CUDA kernels: fill, scale, add, activations, dropout, bias add / grad, axis
+// swap.
 // Each launcher enqueues on `stream` and returns the launch's cudaError_t (cudaSuccess
 // when n == 0 and nothing was launched). Semantics are exactly those of the Backend
 // primitive of the same name (backend/backend.h); the CPU backend is the reference.
@@ -17,6 +18,9 @@ cudaError_t fill_i32(int32_t* x, int64_t n, int32_t value, cudaStream_t stream);
 // x *= alpha; alpha == 0 writes exact zeros (clears NaN/inf, as the CPU backend).
 cudaError_t scale(float* x, int64_t n, float alpha, cudaStream_t stream);
 
+// y = a + b; y may alias a or b.
+cudaError_t add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream);
+
 cudaError_t activation_forward(Activation act, const float* x, float* y, int64_t n, cudaStream_t stream);
 cudaError_t activation_backward(Activation act, const float* x, const float* dy, float* dx, int64_t n,
                                 cudaStream_t stream);
@@ -27,8 +31,8 @@ cudaError_t dropout(const float* x, float* y, int64_t n, float p, DropoutKey key
 // y[o, c, i] += b[c] for y [outer, channels, inner].
 cudaError_t bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner,
                      cudaStream_t stream);
-// db[c] = sum over (o, i) of dy[o, c, i]; one block per channel, fixed-order tree sum in
-// double, so the result is deterministic.
+// db[c] += sum over (o, i) of dy[o, c, i]; one block per channel, fixed-order tree sum in
+// double (then added to db[c] in double), so the result is deterministic.
 cudaError_t bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
                       cudaStream_t stream);
 // y [b, a, inner] from x [a, b, inner].

@@ -48,27 +48,58 @@ __device__ __forceinline__ Index grid_thread_count() {
   return static_cast<Index>(gridDim.x) * static_cast<Index>(blockDim.x);
 }
 
-// Butterfly sum over a full warp: every lane ends with the same bits, since each step adds
-// the same two values (a + b == b + a in IEEE arithmetic) on both lanes of a pair.
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int offset = kWarpSize / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+// Reduction operators for the helpers below. Both are commutative bit for bit (a + b and
+// b + a round the same; fmaxf is symmetric, NaN included), which is what lets every lane of
+// a butterfly end with the same bits.
+struct SumOp {
+  template <typename T>
+  __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// Butterfly reduction over a full warp: every lane ends with the same bits, since each
+// step combines the same two values on both lanes of a pair.
+template <typename T, typename Op>
+__device__ __forceinline__ T warp_allreduce(T v, Op op) {
+  for (int offset = kWarpSize / 2; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
 }
 
-// Sum of one double per thread of a kBlockSize-thread block, as a fixed tree: a butterfly
-// within each warp, then the warp sums in warp order through the same butterfly. The
-// result is valid in every thread of warp 0. All threads of the block must call it; the
-// trailing barrier makes it safe to call again (e.g. in a block-stride loop).
-__device__ __forceinline__ double block_sum(double v) {
+__device__ __forceinline__ double warp_sum(double v) { return warp_allreduce(v, SumOp{}); }
+
+// Reduction of one value per thread of a kBlockSize-thread block, as a fixed tree: a
+// butterfly within each warp, then the warp results in warp order through the same
+// butterfly (every warp does this second step, so every thread gets the result). All
+// threads of the block must call it; the trailing barrier makes it safe to call again
+// (e.g. in a block-stride loop). `identity` fills the lanes past the last warp.
+template <typename T, typename Op>
+__device__ __forceinline__ T block_allreduce(T v, Op op, T identity) {
   static_assert(kBlockSize % kWarpSize == 0 && kBlockSize / kWarpSize <= kWarpSize, "block shape");
-  __shared__ double warp_sums[kBlockSize / kWarpSize];
+  constexpr int kWarps = kBlockSize / kWarpSize;
+  __shared__ T warp_vals[kWarps];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
-  v = warp_sum(v);
-  if (lane == 0) warp_sums[warp] = v;
+  v = warp_allreduce(v, op);
+  if (lane == 0) warp_vals[warp] = v;
   __syncthreads();
-  if (warp == 0) v = warp_sum(lane < kBlockSize / kWarpSize ? warp_sums[lane] : 0.0);
+  v = warp_allreduce(lane < kWarps ? warp_vals[lane] : identity, op);
   __syncthreads();
   return v;
 }
+
+// Sum of one double per thread of a kBlockSize-thread block (block_allreduce's tree).
+__device__ __forceinline__ double block_sum(double v) { return block_allreduce(v, SumOp{}, 0.0); }
+
+// Global warp index and warp count of a grid-stride loop whose unit of work is a warp.
+__device__ __forceinline__ int64_t global_warp() { return grid_thread_index() / kWarpSize; }
+__device__ __forceinline__ int64_t warp_count() { return grid_thread_count() / kWarpSize; }
+
+// Element type of activations. Kernels that touch activations are templates over it, so a
+// bf16 variant is an instantiation away; arithmetic is always fp32 (or wider).
+template <typename T>
+__device__ __forceinline__ float load_f32(const T* p) { return static_cast<float>(*p); }
+template <typename T>
+__device__ __forceinline__ void store_f32(T* p, float v) { *p = static_cast<T>(v); }
 
 }  // namespace shardtrain::kernels

@@ -96,44 +96,83 @@ TEST_F(CudaBackendOpsTest, MaxPoolOverlappingWindowsAndTies) {
 
 // ------------------------------------------------------------------------------ loss
 
+// Rows of n x ld logits whose columns [c, ld) hold `padding`, which the primitives must
+// never read (NaN would poison a sum, a huge value would win an argmax).
+std::vector<float> padded_rows(std::vector<float> v, int64_t n, int64_t c, int64_t ld, float padding) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = c; j < ld; ++j) v[i * ld + j] = padding;
+  return v;
+}
+
+struct LossShape {
+  int64_t n, c, ld;
+};
+std::string loss_shape_str(const LossShape& s) {
+  return std::to_string(s.n) + "x" + std::to_string(s.c) + " ld " + std::to_string(s.ld);
+}
+
 TEST_F(CudaBackendOpsTest, SoftmaxCrossEntropyForwardAndBackward) {
   uint32_t seed = 300;
-  for (auto [n, c] : {std::pair<int64_t, int64_t>{37, 10}, {5, 1000}, {1, 1}, {64, 3}, {300, 10}}) {
-    const std::string what = std::to_string(n) + "x" + std::to_string(c);
-    const auto logits = rnd(n * c, seed++, -8.0f, 8.0f);
+  // Short rows (a warp each) and vocabulary rows (a block each: c > 1024), padded or not;
+  // GPT-2's 50257 classes in rows of 50304.
+  for (const LossShape& s : {LossShape{37, 10, 10}, {37, 10, 16}, {5, 1000, 1024}, {1, 1, 1}, {1, 1, 64},
+                             {64, 3, 3}, {300, 10, 64}, {3, 1025, 1088}, {6, 2000, 2000}, {4, 50257, 50304}}) {
+    const std::string what = loss_shape_str(s);
+    const int64_t n = s.n, c = s.c, ld = s.ld;
+    const auto logits = padded_rows(rnd(n * ld, seed++, -8.0f, 8.0f), n, c, ld, NAN);
     const auto labels = random_labels(n, c, seed++);
-    std::vector<float> probs(n * c), losses(n), dlogits(n * c);
-    Tensor gl = up(logits), glab = up(labels), gp = gpu_->alloc({n * c}, DType::kFloat32);
-    Tensor gloss = gpu_->alloc({n}, DType::kFloat32), gd = gpu_->alloc({n * c}, DType::kFloat32);
-    cpu_.softmax_xent_forward(logits.data(), labels.data(), n, c, probs.data(), losses.data());
-    gpu_->softmax_xent_forward(gl.f32(), glab.data<int32_t>(), n, c, gp.f32(), gloss.f32());
-    // Probabilities as small as e^-16 keep expf's relative accuracy: floor 1e-3 only
-    // absorbs differences in the (double) denominator's last bits.
-    expect_close(down(gp), probs, 1e-3, "probs " + what);
+    std::vector<float> stats(2 * n), losses(n), dlogits(n * ld);
+    Tensor gl = up(logits), glab = up(labels), gstats = gpu_->alloc({2 * n}, DType::kFloat32);
+    Tensor gloss = gpu_->alloc({n}, DType::kFloat32), gd = up(std::vector<float>(n * ld, 42.0f));
+    cpu_.softmax_xent_forward(logits.data(), ld, labels.data(), n, c, stats.data(), losses.data());
+    gpu_->softmax_xent_forward(gl.f32(), ld, glab.data<int32_t>(), n, c, gstats.f32(), gloss.f32());
+    // The row max is exact; 1 / sum exp(z - max) agrees to a few fp32 roundings of its
+    // terms (expf against glibc's, online rescaling), far inside 1e-5.
+    const auto got_stats = down(gstats);
+    std::vector<float> max_got, max_want, inv_got, inv_want;
+    for (int64_t i = 0; i < n; ++i) {
+      max_got.push_back(got_stats[2 * i]);
+      max_want.push_back(stats[2 * i]);
+      inv_got.push_back(got_stats[2 * i + 1]);
+      inv_want.push_back(stats[2 * i + 1]);
+    }
+    expect_same(max_got, max_want, "row max " + what);
+    expect_close(inv_got, inv_want, 0.0, "1/sum " + what);
     expect_close(down(gloss), losses, 1e-2, "losses " + what);
+
     const float scale = 1.0f / static_cast<float>(n);
-    cpu_.softmax_xent_backward(probs.data(), labels.data(), n, c, scale, dlogits.data());
-    gpu_->softmax_xent_backward(gp.f32(), glab.data<int32_t>(), n, c, scale, gd.f32());
+    cpu_.softmax_xent_backward(logits.data(), ld, stats.data(), labels.data(), n, c, scale, dlogits.data());
+    gpu_->softmax_xent_backward(gl.f32(), ld, gstats.f32(), glab.data<int32_t>(), n, c, scale, gd.f32());
+    const auto got = down(gd);
     // p - 1 at the label cancels when p ~ 1: the floor makes the slack a few ulps of 1,
-    // times the scale.
-    expect_close(down(gd), dlogits, 0.1 * scale, "dlogits " + what);
+    // times the scale. Padding is exactly 0 (it held 42).
+    expect_close(got, dlogits, 0.1 * scale, "dlogits " + what);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = c; j < ld; ++j) ASSERT_EQ(got[i * ld + j], 0.0f) << "padding " << what << " " << i << "," << j;
+
+    // In place over the logits (the vocabulary case's memory saving): the same bits.
+    gpu_->softmax_xent_backward(gl.f32(), ld, gstats.f32(), glab.data<int32_t>(), n, c, scale, gl.f32());
+    expect_same(down(gl), got, "in-place dlogits " + what);
   }
 }
 
-TEST_F(CudaBackendOpsTest, CountCorrectWithTiesIsExact) {
+TEST_F(CudaBackendOpsTest, CountCorrectWithTiesAndPaddingIsExact) {
   uint32_t seed = 400;
-  for (auto [n, c] : {std::pair<int64_t, int64_t>{5000, 10}, {1, 1}, {7, 3}, {333, 1000}}) {
+  for (const LossShape& s : {LossShape{5000, 10, 10}, {5000, 10, 16}, {1, 1, 1}, {7, 3, 64}, {333, 1000, 1024},
+                             {64, 50257, 50304}}) {
     for (bool ties : {false, true}) {
-      const auto logits = ties ? quantized(n * c, seed++) : rnd(n * c, seed++);
+      const int64_t n = s.n, c = s.c, ld = s.ld;
+      // Padding larger than any class logit: counted, it would be every row's argmax.
+      const auto logits = padded_rows(ties ? quantized(n * ld, seed++) : rnd(n * ld, seed++), n, c, ld, 1e30f);
       const auto labels = random_labels(n, c, seed++);
       Tensor gl = up(logits), glab = up(labels);
-      EXPECT_EQ(gpu_->count_correct(gl.f32(), glab.data<int32_t>(), n, c),
-                cpu_.count_correct(logits.data(), labels.data(), n, c))
-          << n << "x" << c << (ties ? " with ties" : "");
+      EXPECT_EQ(gpu_->count_correct(gl.f32(), ld, glab.data<int32_t>(), n, c),
+                cpu_.count_correct(logits.data(), ld, labels.data(), n, c))
+          << loss_shape_str(s) << (ties ? " with ties" : "");
     }
   }
   Tensor one = gpu_->alloc({1}, DType::kFloat32), lab = gpu_->alloc({1}, DType::kInt32);
-  EXPECT_EQ(gpu_->count_correct(one.f32(), lab.data<int32_t>(), 0, 10), 0);
+  EXPECT_EQ(gpu_->count_correct(one.f32(), 10, lab.data<int32_t>(), 0, 10), 0);
 }
 
 // ------------------------------------------------------------------------ reductions

@@ -207,14 +207,22 @@ TEST_F(CudaBackendTest, BiasAddAndBiasGrad) {
                              std::to_string(d.inner) + "]";
     auto y = rnd(d.outer * d.channels * d.inner, seed++);
     const auto b = rnd(d.channels, seed++);
-    Tensor gy = up(y), gb = up(b), gdb = gpu_->alloc({d.channels}, DType::kFloat32);
+    Tensor gy = up(y), gb = up(b);
     cpu_.bias_add(y.data(), b.data(), d.outer, d.channels, d.inner);
     gpu_->bias_add(gy.f32(), gb.f32(), d.outer, d.channels, d.inner);
     expect_same(down(gy), y, "bias_add " + what);  // one fp32 add per element: exact
-    std::vector<float> db(d.channels);
+    // bias_grad accumulates onto what db holds.
+    const auto db0 = rnd(d.channels, seed++);
+    std::vector<float> db = db0;
+    Tensor gdb = up(db0);
     cpu_.bias_grad(y.data(), db.data(), d.outer, d.channels, d.inner);
     gpu_->bias_grad(gy.f32(), gdb.f32(), d.outer, d.channels, d.inner);
-    expect_close(down(gdb), db, rms(y) * std::sqrt(double(d.outer * d.inner)), "bias_grad " + what);
+    const auto got = down(gdb);
+    expect_close(got, db, rms(y) * std::sqrt(double(d.outer * d.inner)), "bias_grad " + what);
+    // Fixed reduction order: the same input gives the same bits.
+    Tensor again = up(db0);
+    gpu_->bias_grad(gy.f32(), again.f32(), d.outer, d.channels, d.inner);
+    expect_same(down(again), got, "bias_grad rerun " + what);
   }
 }
 
@@ -239,7 +247,7 @@ TEST_F(CudaBackendTest, ActivationsForwardAndBackward) {
   const auto dy = rnd(n, 51);
   Tensor gx = up(x), gdy = up(dy), gy = gpu_->alloc({n}, DType::kFloat32), gdx = gpu_->alloc({n}, DType::kFloat32);
   std::vector<float> y(n), dx(n);
-  for (Activation act : {Activation::kRelu, Activation::kGelu}) {
+  for (Activation act : {Activation::kRelu, Activation::kGelu, Activation::kGeluTanh}) {
     const bool relu = act == Activation::kRelu;
     cpu_.activation_forward(act, x.data(), y.data(), n);
     gpu_->activation_forward(act, gx.f32(), gy.f32(), n);
@@ -249,10 +257,12 @@ TEST_F(CudaBackendTest, ActivationsForwardAndBackward) {
       expect_same(down(gy), y, "relu forward");
       expect_same(down(gdx), dx, "relu backward");
     } else {
-      // Floor 0.1: for x << 0, 1 + erf(x / sqrt 2) cancels, so the last-ulp difference
-      // between glibc's and CUDA's erff (~1e-7 absolute) is all that is left of the value.
-      expect_close(down(gy), y, 0.1, "gelu forward");
-      expect_close(down(gdx), dx, 0.1, "gelu backward");
+      // Floor 0.1: for x << 0, 1 + erf(x / sqrt 2) (or 1 + tanh(u)) cancels, so the
+      // last-ulp difference between glibc's and CUDA's erff / tanhf (~1e-7 absolute) is
+      // all that is left of the value.
+      const std::string name = act == Activation::kGelu ? "gelu" : "gelu tanh";
+      expect_close(down(gy), y, 0.1, name + " forward");
+      expect_close(down(gdx), dx, 0.1, name + " backward");
     }
   }
 }

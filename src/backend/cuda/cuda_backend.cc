@@ -218,6 +218,15 @@ bool CudaBackend::ensure_workspace(const char* primitive, size_t bytes) {
   return true;
 }
 
+bool CudaBackend::check(const char* primitive, bool ok, const std::string& what) {
+  return ok ? !failed() : record(primitive, Status::InvalidArgument(what));
+}
+
+bool CudaBackend::check_row_stride(const char* primitive, int64_t ld, int64_t c) {
+  return check(primitive, ld >= c, "row stride ld " + std::to_string(ld) + " is below the class count " +
+                                       std::to_string(c));
+}
+
 bool CudaBackend::fetch_scalars(const char* primitive) {
   if (!record(primitive, CUDA_STATUS(cudaMemcpyAsync(scalars_host_, scalars_dev_, sizeof(Scalars),
                                                      cudaMemcpyDeviceToHost, stream_))))
@@ -237,10 +246,11 @@ double CudaBackend::reduce(const char* primitive, const float* x, int64_t n, boo
 double CudaBackend::sum(const float* x, int64_t n) { return reduce("sum", x, n, false); }
 double CudaBackend::sum_squares(const float* x, int64_t n) { return reduce("sum_squares", x, n, true); }
 
-int64_t CudaBackend::count_correct(const float* logits, const int32_t* labels, int64_t n, int64_t c) {
+int64_t CudaBackend::count_correct(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c) {
   if (failed() || n <= 0) return 0;
+  if (!check_row_stride("count_correct", ld, c)) return 0;
   if (!record("count_correct",
-              CUDA_STATUS(kernels::count_correct(logits, labels, n, c, &scalars_dev_->count, stream_))))
+              CUDA_STATUS(kernels::count_correct(logits, ld, labels, n, c, &scalars_dev_->count, stream_))))
     return 0;
   return fetch_scalars("count_correct") ? static_cast<int64_t>(scalars_host_->count) : 0;
 }

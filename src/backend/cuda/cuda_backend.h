@@ -28,6 +28,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -83,10 +84,10 @@ class CudaBackend final : public Backend {
   void col2im(const float* cols, const ConvGeometry& g, int64_t batch, float* dx) override;
   void maxpool2d_forward(const float* x, const PoolGeometry& g, float* y, int32_t* argmax) override;
   void maxpool2d_backward(const float* dy, const int32_t* argmax, const PoolGeometry& g, float* dx) override;
-  void softmax_xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t c, float* probs,
-                            float* losses) override;
-  void softmax_xent_backward(const float* probs, const int32_t* labels, int64_t n, int64_t c, float scale,
-                             float* dlogits) override;
+  void softmax_xent_forward(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                            float* stats, float* losses) override;
+  void softmax_xent_backward(const float* logits, int64_t ld, const float* stats, const int32_t* labels, int64_t n,
+                             int64_t c, float scale, float* dlogits) override;
   void sgd_step(float* p, const float* g, float* momentum_buf, int64_t n, const SgdParams& hp,
                 bool first_step) override;
   void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWParams& hp) override;
@@ -95,9 +96,27 @@ class CudaBackend final : public Backend {
 
   // Return to the host: kernel into device scratch, async copy into pinned memory, wait.
   // 0 when the backend has failed (the error is in status()).
-  int64_t count_correct(const float* logits, const int32_t* labels, int64_t n, int64_t c) override;
+  int64_t count_correct(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c) override;
   double sum(const float* x, int64_t n) override;
   double sum_squares(const float* x, int64_t n) override;
+
+  // cuda_transformer.cc. Tensors must be float32 (ids int32) on this GPU with the sizes
+  // backend.h states; anything else is kept as an InvalidArgument sticky error naming the
+  // primitive and the tensor, and nothing is launched.
+  void add(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void layernorm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& y, Tensor& mean,
+                         Tensor& rstd) override;
+  void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                          const Tensor& rstd, Tensor& dx, Tensor& dweight, Tensor& dbias) override;
+  // Head dims up to 128 (kernels/attention.h).
+  void attention_forward(const Tensor& qkv, const AttentionGeometry& g, Tensor& out, Tensor& lse) override;
+  void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                          const AttentionGeometry& g, Tensor& dqkv) override;
+  void attention_decode(const Tensor& qkv, int64_t pos, const AttentionGeometry& g, Tensor& cache,
+                        Tensor& out) override;
+  // An id outside [0, V) gives a NaN row (the CPU backend aborts instead).
+  void embedding_forward(const Tensor& ids, const Tensor& table, Tensor& y) override;
+  void embedding_backward(const Tensor& ids, const Tensor& dy, Tensor& dtable) override;
 
  private:
   // What the reductions return through: written by kernels, copied to pinned host memory.
@@ -112,8 +131,23 @@ class CudaBackend final : public Backend {
   // `primitive`. Returns whether the backend is still healthy (s OK and no earlier error).
   bool record(const char* primitive, const Status& s);
   bool failed() const { return !sticky_.ok(); }
-  // Makes the reduction workspace at least `bytes` long (grow-only).
+  // Makes the workspace at least `bytes` long (grow-only). The workspace is scratch for
+  // one primitive at a time (reductions, LayerNorm and attention backward, the embedding
+  // sort): work is ordered on stream(), so the next primitive's use cannot overlap.
   bool ensure_workspace(const char* primitive, size_t bytes);
+  // Records InvalidArgument("<what>") for `primitive` unless `ok`; returns whether the
+  // backend is healthy (so `if (!check(...)) return;`).
+  bool check(const char* primitive, bool ok, const std::string& what);
+  // A tensor argument of a primitive, by name, with the dtype it must have.
+  struct TensorArg {
+    const char* name;
+    const Tensor* tensor;
+    DType dtype = DType::kFloat32;
+  };
+  // check() that every argument is allocated, on this GPU, with its dtype.
+  bool check_tensors(const char* primitive, std::initializer_list<TensorArg> args);
+  // check() that logits rows of stride ld hold the c classes.
+  bool check_row_stride(const char* primitive, int64_t ld, int64_t c);
   // Copies scalars_dev_ to scalars_host_ and waits; false (and recorded) on error.
   bool fetch_scalars(const char* primitive);
   double reduce(const char* primitive, const float* x, int64_t n, bool squares);
@@ -124,7 +158,7 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   Scalars* scalars_dev_ = nullptr;   // device memory
   Scalars* scalars_host_ = nullptr;  // pinned host memory (cudaMallocHost)
-  void* workspace_ = nullptr;        // reduce_sum workspace (device)
+  void* workspace_ = nullptr;        // scratch of the primitive running (device)
   size_t workspace_bytes_ = 0;
   Status sticky_;
 };

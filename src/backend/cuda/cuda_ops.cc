@@ -8,6 +8,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_launch.h"
 #include "kernels/bucket.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
@@ -15,19 +16,6 @@
 #include "kernels/optimizer.h"
 
 namespace shardtrain {
-
-// Issues `call` (a launcher returning cudaError_t) for `primitive` unless the backend has
-// already failed, and records its error. Launchers return cudaSuccess for empty inputs.
-// The thread's last-error slot is cleared first: a launcher reports cudaGetLastError(),
-// and an error another library (NCCL's enqueue on this thread) left there must not be
-// blamed on this primitive. Sticky device faults survive the clearing.
-#define ST_LAUNCH(primitive, call)     \
-  do {                                 \
-    if (!failed()) {                   \
-      (void)cudaGetLastError();        \
-      record(primitive, CUDA_STATUS(call)); \
-    }                                  \
-  } while (0)
 
 void CudaBackend::fill(Tensor& t, float value) {
   if (t.dtype() == DType::kInt32) {
@@ -116,15 +104,18 @@ void CudaBackend::maxpool2d_backward(const float* dy, const int32_t* argmax, con
 
 // ------------------------------------------------------------------------------ loss
 
-void CudaBackend::softmax_xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t c,
-                                       float* probs, float* losses) {
-  ST_LAUNCH("softmax_xent_forward", kernels::softmax_xent_forward(logits, labels, n, c, probs, losses, stream_));
+void CudaBackend::softmax_xent_forward(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                                       float* stats, float* losses) {
+  if (!check_row_stride("softmax_xent_forward", ld, c)) return;
+  ST_LAUNCH("softmax_xent_forward",
+            kernels::softmax_xent_forward(logits, ld, labels, n, c, stats, losses, stream_));
 }
 
-void CudaBackend::softmax_xent_backward(const float* probs, const int32_t* labels, int64_t n, int64_t c,
-                                        float scale, float* dlogits) {
+void CudaBackend::softmax_xent_backward(const float* logits, int64_t ld, const float* stats, const int32_t* labels,
+                                        int64_t n, int64_t c, float scale, float* dlogits) {
+  if (!check_row_stride("softmax_xent_backward", ld, c)) return;
   ST_LAUNCH("softmax_xent_backward",
-            kernels::softmax_xent_backward(probs, labels, n, c, scale, dlogits, stream_));
+            kernels::softmax_xent_backward(logits, ld, stats, labels, n, c, scale, dlogits, stream_));
 }
 
 // ------------------------------------------------------------ optimizers and buckets
@@ -145,7 +136,5 @@ void CudaBackend::grad_bucket_pack(const GradSegment* segs, int count, float sca
 void CudaBackend::grad_bucket_unpack(const float* flat, float scale, const GradSegment* segs, int count) {
   ST_LAUNCH("grad_bucket_unpack", kernels::grad_bucket_unpack(flat, scale, segs, count, stream_));
 }
-
-#undef ST_LAUNCH
 
 }  // namespace shardtrain

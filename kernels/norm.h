@@ -1,0 +1,28 @@
+// LayerNorm over the last dimension on the GPU: x [rows, C] with weight and bias [C]. Same
+// semantics as the Backend primitives (backend/backend.h); the CPU backend is the
+// reference.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace shardtrain::kernels {
+
+// y = (x - mean) * rstd * weight + bias, with mean and rstd = 1 / sqrt(var + eps) [rows]
+// (biased variance) computed in double and kept for backward.
+cudaError_t layernorm_forward(const float* x, const float* weight, const float* bias, float eps, int64_t rows,
+                              int64_t channels, float* y, float* mean, float* rstd, cudaStream_t stream);
+
+// Bytes of device workspace layernorm_backward needs.
+size_t layernorm_backward_workspace_bytes(int64_t rows, int64_t channels);
+// dx [rows, C] is overwritten; dweight and dbias [C] are accumulated (+=), each column
+// summed over fixed 64-row chunks and then over the chunks in order: deterministic, no
+// atomics. `workspace` has layernorm_backward_workspace_bytes(rows, channels) bytes of
+// device memory (contents ignored). dx may alias dy: the parameter sums read dy first.
+cudaError_t layernorm_backward(const float* dy, const float* x, const float* weight, const float* mean,
+                               const float* rstd, int64_t rows, int64_t channels, void* workspace, float* dx,
+                               float* dweight, float* dbias, cudaStream_t stream);
+
+}  // namespace shardtrain::kernels
