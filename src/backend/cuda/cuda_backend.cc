@@ -21,6 +21,19 @@ namespace shardtrain {
 
 namespace {
 
+// Dense fp32 peak (no tensor cores: the backend's GEMMs run without TF32) of the GPUs we
+// know, from NVIDIA's datasheets (SXM parts); 0 = unknown, and progress shows GFLOP/s.
+double fp32_peak_flops(const std::string& device_name) {
+  struct Known {
+    const char* name;
+    double flops;
+  };
+  static const Known kKnown[] = {{"H200", 67e12}, {"H100", 67e12}, {"A100", 19.5e12}};
+  for (const Known& k : kKnown)
+    if (device_name.find(k.name) != std::string::npos) return k.flops;
+  return 0;
+}
+
 // Workspace made at creation: enough for sums of up to this many elements (the gradient
 // norm of models up to 16M parameters) without growing during training.
 constexpr int64_t kInitialReduceElements = int64_t{1} << 24;
@@ -80,6 +93,7 @@ Status CudaBackend::init() {
   name_ = ordinal_name(ordinal_) + " (" + prop.name + ", sm_" + std::to_string(prop.major) +
           std::to_string(prop.minor) + ")";
   identity_ = gpu_uuid_string(prop.uuid);
+  peak_flops_ = fp32_peak_flops(prop.name);
 
   // Non-blocking: no implicit synchronization with the legacy default stream, which
   // libraries (and cudaMemcpy without a stream) use.

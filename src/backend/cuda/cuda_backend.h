@@ -53,6 +53,7 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::kCuda; }
   std::string name() const override { return name_; }  // "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)"
   std::string device_identity() const override { return identity_; }  // "GPU-<uuid>", as nvidia-smi -L
+  double peak_flops() const override { return peak_flops_; }  // fp32, known GPUs only
 
   // cudaMalloc, zeroed by a cudaMemsetAsync on stream() (so the zeros are visible to all
   // later work on stream(); other streams must wait on stream() first). Throws
@@ -154,6 +155,7 @@ class CudaBackend final : public Backend {
 
   int ordinal_;
   std::string name_, identity_;
+  double peak_flops_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   Scalars* scalars_dev_ = nullptr;   // device memory
