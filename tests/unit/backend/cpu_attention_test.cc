@@ -114,7 +114,7 @@ AttentionRun run_attention(Backend& be, const AttentionGeometry& g, const std::v
 }
 
 TEST(CpuAttention, ForwardAndBackwardMatchNaiveLoops) {
-  CpuBackend be(2);
+  CpuBackend be(1);
   uint32_t seed = 1;
   for (const AttentionGeometry& g : kGeometries) {
     SCOPED_TRACE("B=" + std::to_string(g.batch) + " T=" + std::to_string(g.seq) + " H=" + std::to_string(g.heads) +
@@ -202,7 +202,7 @@ std::pair<std::vector<float>, std::vector<float>> decode_in_chunks(Backend& be, 
 }
 
 TEST(CpuAttention, DecodeMatchesFullForwardAndCachesKeysAndValues) {
-  CpuBackend be(2);
+  CpuBackend be(1);
   const AttentionGeometry g{2, 7, 2, 4};
   const int64_t B = 2, T = 7, C = 8, max_seq = 9;
   auto qkv = random_uniform(B * T * 3 * C, -1.5f, 1.5f, 41);

@@ -53,7 +53,7 @@ LayerNormRun run_layernorm(Backend& be, int64_t rows, int64_t c, const std::vect
 }
 
 TEST(CpuLayerNorm, ForwardAndBackwardMatchNaiveAndAccumulateParamGrads) {
-  CpuBackend be(2);
+  CpuBackend be(1);
   const float eps = 1e-5f;
   for (auto [rows, c] : {std::pair<int64_t, int64_t>{1, 1}, {5, 8}, {3, 37}, {16, 4}}) {
     SCOPED_TRACE("rows=" + std::to_string(rows) + " c=" + std::to_string(c));
@@ -127,7 +127,7 @@ TEST(CpuLayerNorm, BitwiseIndependentOfThreadCount) {
 // ----------------------------------------------------------------------- embeddings
 
 TEST(CpuEmbedding, ForwardGathersRowsExactly) {
-  CpuBackend be(2);
+  CpuBackend be(1);
   const int64_t V = 7, D = 5;
   auto table = random_uniform(V * D, -1, 1, 21);
   const std::vector<int32_t> ids{3, 0, 6, 3, 3, 1};
@@ -147,7 +147,7 @@ std::vector<float> embedding_grad(Backend& be, const std::vector<int32_t>& ids, 
 }
 
 TEST(CpuEmbedding, BackwardAccumulatesRepeatedIdsInTokenOrder) {
-  CpuBackend be(2);
+  CpuBackend be(1);
   const int64_t V = 6, D = 150;  // three 64-column slices
   const std::vector<int32_t> ids{2, 5, 2, 0, 2, 5, 4};
   auto dy = random_uniform(ids.size() * D, -1, 1, 22), dt0 = random_uniform(V * D, -1, 1, 23);
@@ -181,7 +181,7 @@ TEST(CpuEmbedding, BackwardBitwiseIndependentOfThreadCount) {
 // ------------------------------------------------------------------------------ add
 
 TEST(CpuAdd, ElementwiseAndInPlace) {
-  CpuBackend be(2);
+  CpuBackend be(1);
   auto a = random_uniform(1001, -1, 1, 31), b = random_uniform(1001, -1, 1, 32);
   Tensor ta = from_host(be, {7, 143}, a), tb = from_host(be, {1001}, b), y = be.alloc({1001}, DType::kFloat32);
   be.add(ta, tb, y);
@@ -198,7 +198,7 @@ double gelu_tanh_ref(double x) {
 }
 
 TEST(CpuGeluTanh, ForwardMatchesTanhFormula) {
-  CpuBackend be(2);
+  CpuBackend be(1);
   std::vector<float> x = random_uniform(2000, -8.0f, 8.0f, 41);
   for (float v : {0.0f, 1e-6f, -1e-6f, 30.0f, -30.0f, 100.0f, -100.0f}) x.push_back(v);  // tails: no inf or NaN
   std::vector<float> y(x.size());
@@ -210,7 +210,7 @@ TEST(CpuGeluTanh, ForwardMatchesTanhFormula) {
 }
 
 TEST(CpuGeluTanh, BackwardMatchesFiniteDifferences) {
-  CpuBackend be(2);
+  CpuBackend be(1);
   std::vector<float> x = random_uniform(2000, -8.0f, 8.0f, 42);
   for (float v : {0.0f, 30.0f, -30.0f, 100.0f, -100.0f}) x.push_back(v);
   const int64_t n = static_cast<int64_t>(x.size());
