@@ -106,6 +106,38 @@ TEST(GptModel, GradientsOfHalfBatchesSumToTheWholeBatch) {
   EXPECT_LT(max_err, 1e-5 * max_abs);
 }
 
+TEST(GptModel, GradsReadyAnnouncesOnlyFinalGradients) {
+  // The communicator starts reducing a bucket once grads_ready says its gradients are
+  // final: what was announced must equal the step's end result. The tied wte gets its
+  // head contribution first and its embedding one last, so it may only be announced last.
+  CpuBackend be(1);
+  auto m = build_gpt(be);
+  ASSERT_TRUE(m);
+  randomize_params(*m, 0.3f, 8);
+  const int64_t np = m->num_params();
+  std::vector<int> firsts;
+  std::vector<std::vector<float>> snapshots;
+  ForwardContext ctx;
+  ctx.grad_scale = 0.5f;
+  m->forward_backward(ctx, {kTokens.data(), kTargets.data()}, 2, [&](int first) {
+    firsts.push_back(first);
+    snapshots.emplace_back(np);
+    be.copy_to_host(m->flat_grads(), snapshots.back().data());
+  });
+  std::vector<float> final_grads(np);
+  be.copy_to_host(m->flat_grads(), final_grads.data());
+  ASSERT_FALSE(firsts.empty());
+  EXPECT_EQ(firsts.back(), 0);
+  for (size_t c = 0; c < firsts.size(); ++c) {
+    if (c > 0) {
+      EXPECT_LT(firsts[c], firsts[c - 1]) << "announcements go down the parameter list";
+    }
+    const int64_t from = m->params()[firsts[c]].offset;
+    for (int64_t i = from; i < np; ++i)
+      ASSERT_EQ(snapshots[c][i], final_grads[i]) << "announced " << m->params()[firsts[c]].name << ", element " << i;
+  }
+}
+
 // Logits [kSeq][kPadded] of one sequence, decoded in chunks (pos advancing by each).
 std::vector<std::vector<float>> decode_logits(Model& m, const int32_t* tokens, const std::vector<int64_t>& chunks) {
   std::vector<std::vector<float>> rows(kSeq);
