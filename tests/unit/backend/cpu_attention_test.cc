@@ -6,12 +6,15 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "host_tensors.h"
 #include "test_random.h"
 
 namespace shardtrain {
 namespace {
 
 using testing::random_uniform;
+using testing::to_host;
+using testing::from_host;
 
 // Naive causal attention in double over qkv [B, T, 3C]: every score, softmax and sum
 // written out. out [B, T, C], lse [B, H, T]; with `dout`, also dqkv [B, T, 3C].
@@ -72,18 +75,6 @@ NaiveAttention naive_attention(const std::vector<float>& qkv, const AttentionGeo
         }
       }
   return r;
-}
-
-std::vector<float> to_host(Backend& be, const Tensor& t) {
-  std::vector<float> h(t.numel());
-  be.copy_to_host(t, h.data());
-  return h;
-}
-
-Tensor from_host(Backend& be, const Shape& s, const std::vector<float>& v) {
-  Tensor t = be.alloc(s, DType::kFloat32);
-  be.copy_from_host(t, v.data());
-  return t;
 }
 
 void expect_close(const std::vector<float>& got, const std::vector<double>& want, double tol, const char* what) {

@@ -7,30 +7,16 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "host_tensors.h"
 #include "test_random.h"
 
 namespace shardtrain {
 namespace {
 
 using testing::random_uniform;
-
-std::vector<float> to_host(Backend& be, const Tensor& t) {
-  std::vector<float> h(t.numel());
-  be.copy_to_host(t, h.data());
-  return h;
-}
-
-Tensor from_host(Backend& be, const Shape& s, const std::vector<float>& v) {
-  Tensor t = be.alloc(s, DType::kFloat32);
-  be.copy_from_host(t, v.data());
-  return t;
-}
-
-Tensor ids_from_host(Backend& be, const std::vector<int32_t>& v) {
-  Tensor t = be.alloc({static_cast<int64_t>(v.size())}, DType::kInt32);
-  be.copy_from_host(t, v.data());
-  return t;
-}
+using testing::to_host;
+using testing::from_host;
+using testing::ids_from_host;
 
 // ------------------------------------------------------------------------ LayerNorm
 
