@@ -27,6 +27,13 @@ struct Model::Node {
   int end_param = 0;
 };
 
+namespace {
+Status unknown_input(const std::string& where, const std::string& name) {
+  return Status::InvalidArgument(where + ": input '" + name +
+                                 "' is neither a data field nor the output of an earlier layer");
+}
+}  // namespace
+
 Model::Model(Backend& backend) : be_(backend), store_(backend) {}
 Model::~Model() = default;
 
@@ -37,9 +44,7 @@ Status Model::add_node(const NodeConfig& nc, int64_t num_classes) {
   std::vector<ValueSpec> in_specs;
   for (const std::string& name : nc.inputs) {
     auto it = by_name.find(name);
-    if (it == by_name.end())
-      return Status::InvalidArgument(nc.where + ": input '" + name +
-                                     "' is neither a data field nor the output of an earlier layer");
+    if (it == by_name.end()) return unknown_input(nc.where, name);
     node->in.push_back(it->second);
     in_specs.push_back(values_[it->second]->spec);
   }
@@ -111,9 +116,11 @@ StatusOr<std::unique_ptr<Model>> Model::build(const config::ModelConfig& cfg, co
 
     std::vector<NodeConfig> expanded;
     if (lc.has_transformer_block()) {
-      int64_t width = 0;
+      const Value* in = nullptr;
       for (const auto& v : m->values_)
-        if (v->name == nc.inputs[0] && !v->spec.shape.empty()) width = v->spec.shape.back();
+        if (v->name == nc.inputs[0]) in = v.get();
+      if (!in) return unknown_input(nc.where, nc.inputs[0]);
+      const int64_t width = in->spec.shape.empty() ? 0 : in->spec.shape.back();
       ASSIGN_OR_RETURN(expanded, expand_transformer_block(lc, nc.name, i, nc.inputs[0], width));
     } else {
       expanded.push_back(std::move(nc));

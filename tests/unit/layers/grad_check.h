@@ -68,14 +68,15 @@ struct LayerInput {
   std::vector<int32_t> ids;  // non-empty: an int32 input
 };
 
-// Configures `layer` on `inputs` with a fresh ParamStore, gives it random parameters,
+// Configures `layer` on `inputs` in `store` (which may already hold parameters other
+// layers declared, e.g. a table a tied head uses), gives every parameter random values,
 // runs forward and backward on `batch` samples and checks every float input's gradient
 // and every parameter gradient against central differences of L = sum over outputs of
 // sum(y * r). Also checks that parameter gradients accumulate (a second backward adds
 // the same again) and do not depend on whether input gradients were requested.
-inline void check_node_gradients(Layer& layer, Backend& be, const std::vector<LayerInput>& inputs, int64_t batch,
-                                 const ForwardContext& ctx, const GradCheckOptions& opt = {}) {
-  ParamStore store(be);
+inline void check_node_gradients_in(ParamStore& store, Layer& layer, Backend& be,
+                                    const std::vector<LayerInput>& inputs, int64_t batch, const ForwardContext& ctx,
+                                    const GradCheckOptions& opt = {}) {
   std::vector<ValueSpec> specs;
   for (const LayerInput& in : inputs)
     specs.push_back({in.sample_shape, in.ids.empty() ? DType::kFloat32 : DType::kInt32});
@@ -162,6 +163,13 @@ inline void check_node_gradients(Layer& layer, Backend& be, const std::vector<La
   for (size_t i = 0; i < grads.size(); ++i)
     ASSERT_NEAR(twice[i], 2.0 * grads[i], 1e-6 * (1.0 + std::fabs(grads[i]))) << "parameter gradient " << i;
   expect_gradients_match(loss, targets, opt);
+}
+
+// As check_node_gradients_in, with a fresh store holding only the layer's parameters.
+inline void check_node_gradients(Layer& layer, Backend& be, const std::vector<LayerInput>& inputs, int64_t batch,
+                                 const ForwardContext& ctx, const GradCheckOptions& opt = {}) {
+  ParamStore store(be);
+  check_node_gradients_in(store, layer, be, inputs, batch, ctx, opt);
 }
 
 // A unary layer on a float input of per-sample `sample_shape`.

@@ -4,17 +4,12 @@
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
-#include "config/config.h"
-#include "model/model.h"
+#include "model_check.h"
 
 namespace shardtrain {
 namespace {
 
-config::ModelConfig parse_model(const std::string& text) {
-  auto cfg = parse_config_text("model {" + text + "} train { steps: 1 }", "test");
-  EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
-  return cfg.ok() ? cfg->model() : config::ModelConfig();
-}
+using testing::parse_model;
 
 // The fields an image batch has: images [1, 28, 28] and int32 labels.
 const std::vector<ModelInput> kImages = {{"images", {{1, 28, 28}, DType::kFloat32}}, {"labels", {{}, DType::kInt32}}};
