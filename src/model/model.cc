@@ -268,6 +268,10 @@ StatusOr<std::vector<float>> Model::decode(const int32_t* tokens, int64_t batch,
   if (batch <= 0 || n <= 0 || pos < 0 || pos + n > t)
     return Status::InvalidArgument("decode: positions [" + std::to_string(pos) + ", " + std::to_string(pos + n) +
                                    ") do not fit the model's context of " + std::to_string(t));
+  if (pos > 0 && batch != decode_batch_)
+    return Status::InvalidArgument("decode: continuing " + std::to_string(decode_batch_) + " sequences with " +
+                                   std::to_string(batch) + " (start again at position 0)");
+  decode_batch_ = batch;
   // Every value is a sequence [T, ...]; this call's have n positions.
   decode_acts_.resize(values_.size());
   for (size_t v = 0; v < values_.size(); ++v) {

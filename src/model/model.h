@@ -111,6 +111,7 @@ class Model {
   std::vector<std::unique_ptr<Value>> values_;
   int64_t batch_ = -1;
   std::vector<Tensor> decode_acts_;  // decode(): per value, for the last (batch, n)
+  int64_t decode_batch_ = 0;         // decode(): sequences in the caches
 };
 
 }  // namespace shardtrain

@@ -121,7 +121,8 @@ TEST(TransformerGrad, LmHeadOutputsEveryPaddedRowAndChecksWidth) {
   auto bad = wide.configure({ValueSpec{{5, 7}, DType::kFloat32}}, store);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().message(),
-            "model.layer[4] (lm_head): tied weight wte.weight is [12, 6] but the input has 7 features");
+            "model.layer[4] (lm_head): tied weight wte.weight is [12, 6] but must be [V, 7]: a row of the "
+            "input's 7 features per output (token table)");
 
   LinearLayer orphan("lm_head", be, "wfe.weight");
   orphan.set_where("model.layer[4] (lm_head)");
