@@ -6,6 +6,7 @@ namespace shardtrain {
 
 int cmd_train(int argc, char** argv);       // train_cmd.cc
 int cmd_eval(int argc, char** argv);        // eval_cmd.cc
+int cmd_sample(int argc, char** argv);      // sample_cmd.cc
 int cmd_inspect(int argc, char** argv);     // inspect_cmd.cc
 int cmd_import_idx(int argc, char** argv);  // import_idx_cmd.cc
 int cmd_import_text(int argc, char** argv);    // import_text_cmd.cc

@@ -16,6 +16,7 @@ struct Subcommand {
 constexpr Subcommand kSubcommands[] = {
     {"train", shardtrain::cmd_train, "train a model from a config (run under mpirun for several ranks)"},
     {"eval", shardtrain::cmd_eval, "evaluate a checkpoint on the config's test split"},
+    {"sample", shardtrain::cmd_sample, "generate text from a language model checkpoint (KV cache)"},
     {"inspect", shardtrain::cmd_inspect, "print what a checkpoint holds"},
     {"import-idx", shardtrain::cmd_import_idx, "convert IDX image/label files (e.g. Fashion-MNIST) to HDF5"},
     {"import-text", shardtrain::cmd_import_text, "convert text files to byte-level tokens (/train, /val) in HDF5"},

@@ -34,6 +34,7 @@ ST_HOST_DEVICE inline uint64_t counter_rng_hash2(uint64_t a, uint64_t b) {
 enum CounterRngPurpose : uint64_t {
   kCounterRngInit = 1,     // parameter init: key (purpose, parameter index)
   kCounterRngDropout = 2,  // dropout masks: key (purpose, layer index, step)
+  kCounterRngSample = 3,   // generation (model/sampling.h): key (purpose, sequence, step)
 };
 
 // Per-call part of the key; hoisted out of element loops.
