@@ -10,6 +10,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -105,8 +106,25 @@ void CpuBackend::bias_add(float* y, const float* b, int64_t outer, int64_t chann
 }
 
 void CpuBackend::bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner) {
-  // One thread per channel, summed in (o, i) order in double onto the existing value:
-  // deterministic for any thread count.
+  // Each channel is summed in (o, i) order in double onto the existing value, by one
+  // thread: deterministic for any thread count.
+  if (inner == 1) {
+    // [rows, channels] (linear layers): threads own blocks of channels and walk the rows
+    // in order, so reads stay contiguous; the per-channel order is the same as below.
+    constexpr int64_t kBlock = 64;
+#pragma omp parallel for schedule(static)
+    for (int64_t c0 = 0; c0 < channels; c0 += kBlock) {
+      const int64_t c1 = std::min(channels, c0 + kBlock);
+      double acc[kBlock];
+      for (int64_t c = c0; c < c1; ++c) acc[c - c0] = db[c];
+      for (int64_t o = 0; o < outer; ++o) {
+        const float* row = dy + o * channels;
+        for (int64_t c = c0; c < c1; ++c) acc[c - c0] += row[c];
+      }
+      for (int64_t c = c0; c < c1; ++c) db[c] = static_cast<float>(acc[c - c0]);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < channels; ++c) {
     double acc = db[c];
