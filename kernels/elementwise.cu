@@ -51,13 +51,16 @@ __global__ void gelu_forward_kernel(const float* x, float* y, int64_t n) {
   }
 }
 
-// GPT-2's GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in the CPU's order.
+// sigmoid(2u) = (1 + tanh(u)) / 2 for GPT-2's GELU, u = sqrt(2/pi) (x + 0.044715 x^3):
+// the form the CPU backend computes, in its order.
+__device__ __forceinline__ float gelu_tanh_sigmoid(float v) {
+  const float u = kSqrt2OverPi * (v + kGeluCubic * v * v * v);
+  return 1.0f / (1.0f + expf(-2.0f * u));
+}
+
+// GPT-2's GELU, 0.5 x (1 + tanh(u)) = x sigmoid(2u).
 __global__ void gelu_tanh_forward_kernel(const float* x, float* y, int64_t n) {
-  for (int64_t i = grid_thread_index(); i < n; i += grid_thread_count()) {
-    const float v = x[i];
-    const float u = kSqrt2OverPi * (v + kGeluCubic * v * v * v);
-    y[i] = 0.5f * v * (1.0f + tanhf(u));
-  }
+  for (int64_t i = grid_thread_index(); i < n; i += grid_thread_count()) y[i] = x[i] * gelu_tanh_sigmoid(x[i]);
 }
 
 // Subgradient 0 at x == 0, as PyTorch.
@@ -75,13 +78,13 @@ __global__ void gelu_backward_kernel(const float* x, const float* dy, float* dx,
   }
 }
 
-// 0.5 (1 + t) + 0.5 x (1 - t^2) u', t = tanh(u), in the CPU's order.
+// d/dx [x s(2u)] = s + x s (1 - s) 2u', s = sigmoid(2u), in the CPU's order.
 __global__ void gelu_tanh_backward_kernel(const float* x, const float* dy, float* dx, int64_t n) {
   for (int64_t i = grid_thread_index(); i < n; i += grid_thread_count()) {
-    const float v = x[i], x2 = v * v;
-    const float t = tanhf(kSqrt2OverPi * (v + kGeluCubic * x2 * v));
-    const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x2);
-    dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+    const float v = x[i];
+    const float s = gelu_tanh_sigmoid(v);
+    const float du2 = 2.0f * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * v * v);
+    dx[i] = dy[i] * (s + v * s * (1.0f - s) * du2);
   }
 }
 

@@ -19,8 +19,9 @@
 // chunk order and then adds that to the gradient. The chunk is a constant, not a
 // function of the GPU, so the bits are the same on every device. This reads dy and x one
 // more time than llm.c's fused kernel does (which uses shared-memory atomics), ~50 MB at
-// GPT-2 small's 8192 x 768 rows: a few microseconds, paid for reproducibility. The
-// parameter pass runs before the dx pass, so dx may even alias dy.
+// GPT-2 small's 8192 x 768 rows: a few microseconds, paid for reproducibility. (The
+// parameter pass runs before the dx pass here, but Backend::layernorm_backward does not
+// allow dx to alias dy: the CPU reference computes dx first.)
 #include "kernels/norm.h"
 
 #include <algorithm>

@@ -14,9 +14,9 @@ struct Model::Value {
   ValueSpec spec;
   int producer = -1;        // node index; -1 for a batch field
   bool needs_grad = false;  // some parameter's gradient flows through it
-  Tensor act, grad;         // [batch, spec...]
-  Tensor grad_scratch;      // second and later input gradients, added into `grad`
-  bool grad_written = false;
+  Tensor act;               // [batch, spec...]
+  Tensor grad;              // during backward only: from its first reader's backward (in
+                            // reverse order) to its producer's, then back to the pool
 };
 
 struct Model::Node {
@@ -122,6 +122,7 @@ StatusOr<std::unique_ptr<Model>> Model::build(const config::ModelConfig& cfg, co
       if (!in) return unknown_input(nc.where, nc.inputs[0]);
       const int64_t width = in->spec.shape.empty() ? 0 : in->spec.shape.back();
       ASSIGN_OR_RETURN(expanded, expand_transformer_block(lc, nc.name, i, nc.inputs[0], width));
+      expanded.back().outputs = nc.outputs;  // the block's output is named like any layer's
     } else {
       expanded.push_back(std::move(nc));
     }
@@ -157,13 +158,29 @@ std::string Model::summary() const {
 void Model::ensure_batch(int64_t n) {
   if (n == batch_) return;
   batch_ = n;
+  grad_pool_.clear();
   for (auto& v : values_) {
     Shape full = {n};
     full.insert(full.end(), v->spec.shape.begin(), v->spec.shape.end());
     v->act = be_.alloc(full, v->spec.dtype);
-    v->grad = v->needs_grad ? be_.alloc(full) : Tensor();
-    v->grad_scratch = Tensor();
   }
+}
+
+// Gradient buffers live only while a value's gradient is being collected, so backward
+// holds a few layers' worth at a time instead of one per value; freed ones are reused for
+// the next value of the same size (on the same stream, so reuse is ordered on a GPU too).
+Tensor Model::grad_buffer(const Shape& shape) {
+  auto& free = grad_pool_[shape_numel(shape)];
+  if (free.empty()) return be_.alloc(shape);
+  Tensor t = free.back().view(shape);
+  free.pop_back();
+  return t;
+}
+
+void Model::release_grad(Tensor& t) {
+  if (!t.defined()) return;
+  grad_pool_[t.numel()].push_back(t);
+  t = Tensor();
 }
 
 void Model::forward(const ForwardContext& ctx, const std::vector<const void*>& data, int64_t n) {
@@ -181,7 +198,6 @@ void Model::forward(const ForwardContext& ctx, const std::vector<const void*>& d
 }
 
 void Model::backward(const ForwardContext& ctx, const GradsReadyFn& grads_ready) {
-  for (auto& v : values_) v->grad_written = false;
   for (size_t k = nodes_.size(); k-- > 0;) {
     Node& node = *nodes_[k];
     if (!node.run_backward) continue;
@@ -191,31 +207,39 @@ void Model::backward(const ForwardContext& ctx, const GradsReadyFn& grads_ready)
     for (int v : node.out) {
       Value& val = *values_[v];
       out.push_back(&val.act);
-      // An output nothing downstream took a gradient from contributes zero.
-      if (val.needs_grad && !val.grad_written && k + 1 != nodes_.size()) {
+      // An output nothing downstream took a gradient from contributes zero (the loss
+      // head's output is where backward starts: it takes none).
+      if (val.needs_grad && !val.grad.defined() && k + 1 != nodes_.size()) {
+        val.grad = grad_buffer(val.act.shape());
         be_.fill(val.grad, 0.0f);
-        val.grad_written = true;
       }
-      dout.push_back(val.needs_grad ? &val.grad : nullptr);
+      dout.push_back(val.grad.defined() ? &val.grad : nullptr);
     }
-    std::vector<Value*> add_later;
+    // The first reader (in reverse order) of a value writes its gradient; later readers
+    // write into scratch buffers of their own that are then added to it.
+    std::vector<std::pair<Value*, Tensor>> add_later;
+    add_later.reserve(node.in.size());
     for (int v : node.in) {
       Value& val = *values_[v];
       if (!val.needs_grad) {
         din.push_back(nullptr);
-      } else if (!val.grad_written) {
+      } else if (!val.grad.defined()) {
+        val.grad = grad_buffer(val.act.shape());
         din.push_back(&val.grad);
-        val.grad_written = true;
-      } else {  // a second reader of this value: its gradient adds to the first one's
-        if (!val.grad_scratch.defined()) val.grad_scratch = be_.alloc(val.grad.shape());
-        din.push_back(&val.grad_scratch);
-        add_later.push_back(&val);
+      } else {
+        add_later.emplace_back(&val, grad_buffer(val.act.shape()));
+        din.push_back(&add_later.back().second);
       }
     }
     store_.acquire(node.layer->param_ids());
     node.layer->backward(ctx, in, out, dout, din);
     store_.release(node.layer->param_ids());
-    for (Value* val : add_later) be_.add(val->grad, val->grad_scratch, val->grad);
+    for (auto& [val, scratch] : add_later) {
+      be_.add(val->grad, scratch, val->grad);
+      release_grad(scratch);
+    }
+    // This node produced its outputs: their gradients have been used for the last time.
+    for (int v : node.out) release_grad(values_[v]->grad);
     if (grads_ready && node.first_param < node.end_param) grads_ready(node.first_param);
   }
 }
@@ -271,7 +295,11 @@ StatusOr<std::vector<float>> Model::decode(const int32_t* tokens, int64_t batch,
   if (pos > 0 && batch != decode_batch_)
     return Status::InvalidArgument("decode: continuing " + std::to_string(decode_batch_) + " sequences with " +
                                    std::to_string(batch) + " (start again at position 0)");
+  if (pos > decode_end_)
+    return Status::InvalidArgument("decode: position " + std::to_string(pos) + " skips positions the cache does not "
+                                   "hold (it ends at " + std::to_string(decode_end_) + ")");
   decode_batch_ = batch;
+  decode_end_ = pos + n;
   // Every value is a sequence [T, ...]; this call's have n positions.
   decode_acts_.resize(values_.size());
   for (size_t v = 0; v < values_.size(); ++v) {

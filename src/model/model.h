@@ -19,6 +19,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,6 +101,8 @@ class Model {
   explicit Model(Backend& backend);
   Status add_node(const NodeConfig& nc, int64_t num_classes);
   void ensure_batch(int64_t n);  // activations for n samples (reallocated when n changes)
+  Tensor grad_buffer(const Shape& shape);  // from grad_pool_, or newly allocated
+  void release_grad(Tensor& t);            // back to grad_pool_; t becomes undefined
   void forward(const ForwardContext& ctx, const std::vector<const void*>& data, int64_t n);
   void backward(const ForwardContext& ctx, const GradsReadyFn& grads_ready);
   BatchResult batch_stats(int64_t n);  // of the last forward; reads back to the host
@@ -110,8 +113,10 @@ class Model {
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<std::unique_ptr<Value>> values_;
   int64_t batch_ = -1;
+  std::map<int64_t, std::vector<Tensor>> grad_pool_;  // free gradient buffers by numel
   std::vector<Tensor> decode_acts_;  // decode(): per value, for the last (batch, n)
   int64_t decode_batch_ = 0;         // decode(): sequences in the caches
+  int64_t decode_end_ = 0;           // decode(): positions [0, decode_end_) are cached
 };
 
 }  // namespace shardtrain

@@ -52,7 +52,6 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const config::JobConfig& cfg,
 }
 
 Status Trainer::setup() {
-  const auto& d = cfg_.data();
   ASSIGN_OR_RETURN(backend_, backend_for_job(cfg_, topo_));
   ASSIGN_OR_RETURN(train_data_, open_train_split(cfg_, topo_));
   ASSIGN_OR_RETURN(test_data_, open_test_split(cfg_, topo_));

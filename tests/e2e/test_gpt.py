@@ -39,7 +39,7 @@ def metrics(run_dir, kind):
         for line in f:
             rec = json.loads(line)
             if rec["kind"] == kind:
-                for k in ("samples_per_s", "elapsed_s"):
+                for k in ("samples_per_s", "elapsed_s", "tokens_per_s", "flops_per_s", "mfu"):
                     rec.pop(k, None)
                 out[rec["step"]] = rec
     return out

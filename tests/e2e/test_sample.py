@@ -116,8 +116,12 @@ class SampleTest(unittest.TestCase):
         self.fails(self.cfg, *ck, "--top-k", "-1", code=2, needle="--top-k")
         self.fails(self.cfg, *ck, "--tokens", "0", code=2, needle="--tokens")
         self.fails(self.cfg, *ck, "--prompt-ids", "1,256", code=2, needle="256")
-        self.fails(self.cfg, *ck, "--set", "data.num_classes=50257", "--prompt", "hi", code=2,
-                   needle="--prompt-ids")
+        # A GPT-2-sized vocabulary has no tokenizer here: text prompts are refused.
+        gpt2_vocab = os.path.join(self.tmp, "gpt_ref_vocab50257.pbtxt")
+        with open(self.cfg) as f, open(gpt2_vocab, "w") as g:
+            g.write(f.read().replace("num_embeddings: 256", "num_embeddings: 50257")
+                    .replace("num_classes: 256", "num_classes: 50257"))
+        self.fails(gpt2_vocab, *ck, "--prompt", "hi", code=2, needle="--prompt-ids")
         wider = os.path.join(self.tmp, "gpt_ref_dim64.pbtxt")
         with open(self.cfg) as f, open(wider, "w") as g:
             g.write(f.read().replace("dim: 32", "dim: 64"))

@@ -28,7 +28,8 @@ double fp32_peak_flops(const std::string& device_name) {
     const char* name;
     double flops;
   };
-  static const Known kKnown[] = {{"H200", 67e12}, {"H100", 67e12}, {"A100", 19.5e12}};
+  // More specific names first: an H100 PCIe has fewer SMs than the SXM part.
+  static const Known kKnown[] = {{"H100 PCIe", 51e12}, {"H200", 67e12}, {"H100", 67e12}, {"A100", 19.5e12}};
   for (const Known& k : kKnown)
     if (device_name.find(k.name) != std::string::npos) return k.flops;
   return 0;
