@@ -74,7 +74,7 @@ gpt_row() {
     --set data.path=data/fortunes.h5 "${gpt_sets[@]}" >"$run.log" 2>&1 || { cat "$run.log"; exit 1; }
   local ours mfu ref
   ours=$(shardtrain_rate "$run/metrics.jsonl" tokens_per_s "$gpt_warm")
-  mfu=$(grep -o '"mfu":[0-9.e+-]*' "$run/metrics.jsonl" | tail -1 | cut -d: -f2); mfu=${mfu:-0}
+  mfu=$(grep -o '"mfu":[0-9.e+-]*' "$run/metrics.jsonl" | tail -1 | cut -d: -f2 || true); mfu=${mfu:-0}
   ref=$("$torch_py" tests/reference/torch_bench.py gpt --threads $(( threads * np )) --steps "$gpt_steps" \
         --warmup "$gpt_warm" --device "$device" "$@")
   "$torch_py" - "$cfg" "$np" "$threads" "$device" "$ours" "$mfu" "$ref" "$*" <<'PY'
