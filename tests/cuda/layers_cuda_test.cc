@@ -188,6 +188,18 @@ TEST_F(CudaLayersTest, EveryLayerTypeMatchesTheCpu) {
   }
 }
 
+// Every parameter gradient of the GPU model against the CPU model's.
+void expect_same_gradients(Model& gpu_model, Model& cpu_model) {
+  const auto gpu_grads = testing::download(gpu_model.backend(), gpu_model.flat_grads());
+  const auto cpu_grads = testing::download(cpu_model.backend(), cpu_model.flat_grads());
+  for (const ParamInfo& p : cpu_model.params()) {
+    const int64_t k = shape_numel(p.shape);
+    const std::vector<float> g(gpu_grads.begin() + p.offset, gpu_grads.begin() + p.offset + k);
+    const std::vector<float> c(cpu_grads.begin() + p.offset, cpu_grads.begin() + p.offset + k);
+    expect_close(g, c, rms(c), p.name + " grad");
+  }
+}
+
 // tiny_cnn's model (configs/tiny_cnn.pbtxt): conv (stride 2, padding 1), relu, pool,
 // flatten, linear, gelu, dropout (training), linear; softmax cross-entropy.
 const char* kTinyCnn = R"(
@@ -237,14 +249,7 @@ TEST_F(CudaLayersTest, TinyModelForwardBackwardMatchesTheCpu) {
   // Exact: with random initial weights no two logits of a row are within rounding.
   EXPECT_EQ(got.correct, want.correct);
   EXPECT_EQ(got.samples, want.samples);
-  const auto gpu_grads = testing::download(*gpu_, (*gpu_model)->flat_grads());
-  const auto cpu_grads = testing::download(cpu_, (*cpu_model)->flat_grads());
-  for (const ParamInfo& p : (*cpu_model)->params()) {
-    const int64_t k = shape_numel(p.shape);
-    const std::vector<float> g(gpu_grads.begin() + p.offset, gpu_grads.begin() + p.offset + k);
-    const std::vector<float> c(cpu_grads.begin() + p.offset, cpu_grads.begin() + p.offset + k);
-    expect_close(g, c, rms(c), p.name + " grad");
-  }
+  expect_same_gradients(**gpu_model, **cpu_model);
 }
 
 // gpt_ref's model (configs/gpt_ref.pbtxt): a tied-embedding GPT with two blocks; also
@@ -283,14 +288,7 @@ TEST_F(CudaLayersTest, TinyGptForwardBackwardAndDecodeMatchTheCpu) {
   ASSERT_TRUE(gpu_->synchronize().ok()) << gpu_->status().ToString();
   EXPECT_NEAR(got.loss_sum, want.loss_sum, 1e-5 * std::fabs(want.loss_sum));
   EXPECT_EQ(got.predictions, want.predictions);
-  const auto gpu_grads = testing::download(*gpu_, (*gpu_model)->flat_grads());
-  const auto cpu_grads = testing::download(cpu_, (*cpu_model)->flat_grads());
-  for (const ParamInfo& p : (*cpu_model)->params()) {
-    const int64_t k = shape_numel(p.shape);
-    const std::vector<float> g(gpu_grads.begin() + p.offset, gpu_grads.begin() + p.offset + k);
-    const std::vector<float> c(cpu_grads.begin() + p.offset, cpu_grads.begin() + p.offset + k);
-    expect_close(g, c, rms(c), p.name + " grad");
-  }
+  expect_same_gradients(**gpu_model, **cpu_model);
   // Generation: a prefill of 5 positions, then one position at a time, with the cache.
   for (int64_t pos = 0; pos < 9;) {
     const int64_t step = pos == 0 ? 5 : 1;
