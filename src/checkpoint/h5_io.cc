@@ -118,6 +118,13 @@ StatusOr<H5Handle> h5_group_open(hid_t parent, const std::string& name, const st
              Status::DataLoss(obj_msg(where, "cannot open group " + name + " (is it a group?)")));
 }
 
+StatusOr<H5Handle> h5_small_conversion_xfer(const std::string& where) {
+  ASSIGN_OR_RETURN(H5Handle xfer, own(H5Pcreate(H5P_DATASET_XFER), H5Pclose,
+                                      Status::Internal(obj_msg(where, "cannot create a transfer property list"))));
+  H5_CHECK(H5Pset_buffer(xfer.get(), 64 * 1024, nullptr, nullptr), obj_msg(where, "cannot size the conversion buffer"));
+  return xfer;
+}
+
 StatusOr<std::vector<std::string>> h5_group_children(hid_t group, const std::string& where) {
   const std::string what = obj_msg(where, "cannot list a group");
   H5G_info_t info;

@@ -58,6 +58,13 @@ StatusOr<H5Handle> h5_group_create(hid_t parent, const std::string& name, const 
 // Opens an existing group; a missing group is DataLoss "WHERE: missing group NAME".
 StatusOr<H5Handle> h5_group_open(hid_t parent, const std::string& name, const std::string& where);
 
+// A dataset-transfer property list for reads that convert types (uint8 labels read as
+// int64, uint16 tokens as int32): HDF5's default conversion buffer is 1 MiB and is
+// zero-filled on every converting H5Dread, which the loaders call once per run of rows
+// (once per sample of a shuffled batch). 64 KiB is plenty; HDF5 converts larger
+// selections piece by piece.
+StatusOr<H5Handle> h5_small_conversion_xfer(const std::string& where);
+
 // Names of the direct children of a group, in creation order when tracked (else by name).
 StatusOr<std::vector<std::string>> h5_group_children(hid_t group, const std::string& where);
 // True when child `name` of `group` is a group (false: a dataset or anything else).

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <mutex>
 
+#include "checkpoint/h5_io.h"
 #include "core/check.h"
 #include "core/hdf5_lock.h"
 
@@ -115,13 +116,8 @@ Status read_rows(hid_t ds, const std::vector<int64_t>& indices, hid_t mem_type,
   ST_CHECK(elem > 0, "memory type size of " + what);
   std::vector<hsize_t> start(dims.size(), 0), count(dims);
   char* out = static_cast<char*>(dst);
-  // A small type-conversion buffer: HDF5's default is 1 MiB, zero-filled on every H5Dread
-  // that converts (labels stored as uint8, read as int64), i.e. once per run of rows. A
-  // shuffled batch is one run per sample, so the default cost 128 MiB of memset per batch
-  // of 128 (a fifth of an MLP step). HDF5 converts larger selections in pieces.
-  H5Id xfer(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-  H5_CHECK(xfer.get(), "cannot create a transfer property list for " + what);
-  H5_CHECK(H5Pset_buffer(xfer.get(), 64 * 1024, nullptr, nullptr), "cannot size the conversion buffer for " + what);
+  // (The default conversion buffer cost 128 MiB of memset per shuffled batch of 128.)
+  ASSIGN_OR_RETURN(H5Handle xfer, h5_small_conversion_xfer(what));
   for (size_t i = 0; i < indices.size();) {
     size_t j = i + 1;
     while (j < indices.size() && indices[j] == indices[j - 1] + 1) ++j;

@@ -149,7 +149,8 @@ Status TokenSplitReader::read(int64_t start, int64_t count, int32_t* out) {
   H5Handle mspace(H5Screate_simple(1, &n, nullptr), H5Sclose);
   H5_CHECK(mspace.get(), what + ": cannot create a memory dataspace");
   // HDF5 converts the file's integer type (uint16 as written) to int32 while reading.
-  H5_CHECK(H5Dread(dataset_, H5T_NATIVE_INT32, mspace.get(), fspace.get(), H5P_DEFAULT, out),
+  ASSIGN_OR_RETURN(H5Handle xfer, h5_small_conversion_xfer(what));
+  H5_CHECK(H5Dread(dataset_, H5T_NATIVE_INT32, mspace.get(), fspace.get(), xfer.get(), out),
            what + ": cannot read tokens [" + std::to_string(start) + ", " +
                std::to_string(start + count) + ") (corrupt file?)");
   tokens_read_ += count;
