@@ -40,7 +40,7 @@ struct ForwardContext {
   uint64_t seed = 0;         // job seed (dropout keys)
   int64_t step = 0;          // optimizer step being computed (dropout keys)
   int64_t sample_offset = 0; // global index of this rank's first sample in the batch
-  int64_t global_batch = 0;  // samples in the global batch (dropout keys)
+  int64_t global_batch = 0;  // samples in this global batch (a short last eval batch has fewer)
   float grad_scale = 1.0f;   // the loss head scales its gradient by this (1 / global_batch)
   // Incremental decoding (generation): the call holds positions [position, position + n)
   // of its sequences, and attention layers attend over their cache of earlier positions
