@@ -186,14 +186,19 @@ void Model::release_grad(Tensor& t) {
 void Model::forward(const ForwardContext& ctx, const std::vector<const void*>& data, int64_t n) {
   ensure_batch(n);
   for (size_t i = 0; i < inputs_.size(); ++i) be_.copy_from_host(values_[i]->act, data[i]);
-  for (auto& node : nodes_) {
+  forward_nodes(ctx, nodes_.size(), [this](int v) -> Tensor& { return values_[v]->act; });
+}
+
+void Model::forward_nodes(const ForwardContext& ctx, size_t end, const std::function<Tensor&(int)>& act) {
+  for (size_t k = 0; k < end; ++k) {
+    Node& node = *nodes_[k];
     ConstTensors in;
     MutTensors out;
-    for (int v : node->in) in.push_back(&values_[v]->act);
-    for (int v : node->out) out.push_back(&values_[v]->act);
-    store_.acquire(node->layer->param_ids());
-    node->layer->forward(ctx, in, out);
-    store_.release(node->layer->param_ids());
+    for (int v : node.in) in.push_back(&act(v));
+    for (int v : node.out) out.push_back(&act(v));
+    store_.acquire(node.layer->param_ids());
+    node.layer->forward(ctx, in, out);
+    store_.release(node.layer->param_ids());
   }
 }
 
@@ -312,16 +317,8 @@ StatusOr<std::vector<float>> Model::decode(const int32_t* tokens, int64_t batch,
   ctx.training = false;
   ctx.incremental = true;
   ctx.position = pos;
-  for (size_t k = 0; k + 1 < nodes_.size(); ++k) {  // everything but the loss head
-    Node& node = *nodes_[k];
-    ConstTensors in;
-    MutTensors out;
-    for (int v : node.in) in.push_back(&decode_acts_[v]);
-    for (int v : node.out) out.push_back(&decode_acts_[v]);
-    store_.acquire(node.layer->param_ids());
-    node.layer->forward(ctx, in, out);
-    store_.release(node.layer->param_ids());
-  }
+  // Everything but the loss head.
+  forward_nodes(ctx, nodes_.size() - 1, [this](int v) -> Tensor& { return decode_acts_[v]; });
   const Tensor& logits = decode_acts_[nodes_.back()->in[0]];
   const int64_t width = logits.dim(-1);
   std::vector<float> last(batch * width);

@@ -104,6 +104,8 @@ class Model {
   Tensor grad_buffer(const Shape& shape);  // from grad_pool_, or newly allocated
   void release_grad(Tensor& t);            // back to grad_pool_; t becomes undefined
   void forward(const ForwardContext& ctx, const std::vector<const void*>& data, int64_t n);
+  // Runs nodes [0, end) forward on the activations act(value id) (training's or decode's).
+  void forward_nodes(const ForwardContext& ctx, size_t end, const std::function<Tensor&(int)>& act);
   void backward(const ForwardContext& ctx, const GradsReadyFn& grads_ready);
   BatchResult batch_stats(int64_t n);  // of the last forward; reads back to the host
 

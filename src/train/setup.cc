@@ -97,6 +97,13 @@ StatusOr<std::unique_ptr<Model>> build_model(const config::JobConfig& cfg, const
   return Model::build(cfg.model(), model_inputs(train), d.num_classes(), backend);
 }
 
+StatusOr<std::unique_ptr<Optimizer>> make_optimizer(const config::JobConfig& cfg, int64_t total_steps, Model& model) {
+  std::vector<std::pair<int64_t, Shape>> layout;
+  for (const ParamInfo& p : model.params()) layout.emplace_back(p.offset, p.shape);
+  return Optimizer::create(cfg.optimizer(), total_steps, model.backend(), model.flat_params(), model.flat_grads(),
+                           decay_spans(layout, model.num_params(), cfg.optimizer().decay_matrices_only()));
+}
+
 std::vector<const void*> batch_inputs(const Model& model, const Batch& batch) {
   std::vector<const void*> out;
   for (const ModelInput& in : model.inputs()) {

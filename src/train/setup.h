@@ -8,6 +8,7 @@
 #include "config/shardtrain.pb.h"
 #include "data/loader.h"
 #include "model/model.h"
+#include "optim/optimizer.h"
 
 namespace shardtrain {
 
@@ -25,6 +26,10 @@ StatusOr<std::unique_ptr<ShardedLoader>> open_test_split(const config::JobConfig
 // samples have other shapes (the error names the file, field and both splits).
 StatusOr<std::unique_ptr<Model>> build_model(const config::JobConfig& cfg, const ShardedLoader& train,
                                              const ShardedLoader& test, Backend& backend);
+
+// The job's optimizer over the model's flat buffers (with nanoGPT's no-decay group when
+// optimizer.decay_matrices_only), for `total_steps` steps of schedule.
+StatusOr<std::unique_ptr<Optimizer>> make_optimizer(const config::JobConfig& cfg, int64_t total_steps, Model& model);
 
 // The host arrays of `batch` in the order of model.inputs() (the loader and the model
 // were built from the same fields, so every one is there).

@@ -59,12 +59,7 @@ Status Trainer::setup() {
                                           : cfg_.train().epochs() * train_data_->batches_per_epoch();
 
   ASSIGN_OR_RETURN(model_, build_model(cfg_, *train_data_, *test_data_, *backend_));
-  std::vector<std::pair<int64_t, Shape>> layout;
-  for (const ParamInfo& p : model_->params()) layout.emplace_back(p.offset, p.shape);
-  ASSIGN_OR_RETURN(opt_, Optimizer::create(cfg_.optimizer(), total_steps_, *backend_, model_->flat_params(),
-                                           model_->flat_grads(),
-                                           decay_spans(layout, model_->num_params(),
-                                                       cfg_.optimizer().decay_matrices_only())));
+  ASSIGN_OR_RETURN(opt_, make_optimizer(cfg_, total_steps_, *model_));
 
   ckpt_ = std::make_unique<CheckpointManager>(opts_.run_dir + "/" + cfg_.checkpoint().dir(),
                                               cfg_.checkpoint().keep_last());

@@ -74,12 +74,7 @@ Status run(const std::string& config_path, const std::string& ckpt_path, const s
   ASSIGN_OR_RETURN(auto test, open_test_split(cfg, topo));
   ASSIGN_OR_RETURN(auto model, build_model(cfg, *train, *test, *backend));
   const int64_t total_steps = cfg.train().steps();
-  std::vector<std::pair<int64_t, Shape>> layout;
-  for (const ParamInfo& p : model->params()) layout.emplace_back(p.offset, p.shape);
-  ASSIGN_OR_RETURN(auto opt, Optimizer::create(cfg.optimizer(), total_steps, *backend, model->flat_params(),
-                                               model->flat_grads(),
-                                               decay_spans(layout, model->num_params(),
-                                                           cfg.optimizer().decay_matrices_only())));
+  ASSIGN_OR_RETURN(auto opt, make_optimizer(cfg, total_steps, *model));
   ASSIGN_OR_RETURN(CheckpointData ckpt, checkpoint_read(ckpt_path));
   ASSIGN_OR_RETURN(TrainProgress progress, checkpoint_restore(ckpt_path, ckpt, *model, opt.get()));
   RETURN_IF_ERROR(train->seek(progress.data));
