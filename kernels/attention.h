@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/bfloat16.h"
 #include "core/primitive_params.h"
 
 namespace shardtrain::kernels {
@@ -37,5 +38,16 @@ cudaError_t attention_backward(const float* dout, const float* qkv, const float*
 // to cache rows <= its position. REQUIRES 0 <= pos, pos + n <= max_seq, n <= 65535.
 cudaError_t attention_decode(const float* qkv, int64_t pos, int64_t max_seq, const AttentionGeometry& g,
                              float* cache, float* out, cudaStream_t stream);
+
+
+// ---- bf16 (mixed precision): qkv, out, dout, dqkv and the KV cache bf16; scores, the
+// online softmax, lse and the backward's D_i = dout_i . out_i in fp32; outputs rounded once.
+// Same workspace size function and shared-memory limits (or less).
+cudaError_t attention_forward(const bf16* qkv, const AttentionGeometry& g, bf16* out, float* lse,
+                              cudaStream_t stream);
+cudaError_t attention_backward(const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
+                               const AttentionGeometry& g, void* workspace, bf16* dqkv, cudaStream_t stream);
+cudaError_t attention_decode(const bf16* qkv, int64_t pos, int64_t max_seq, const AttentionGeometry& g,
+                             bf16* cache, bf16* out, cudaStream_t stream);
 
 }  // namespace shardtrain::kernels

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/bfloat16.h"
 namespace shardtrain::kernels {
 
 // y [n, dim] = table[ids[i]]; a row whose id is outside [0, vocab) becomes NaN (the CPU
@@ -23,6 +24,15 @@ cudaError_t embedding_backward_workspace_bytes(int64_t n, int64_t vocab, size_t*
 // Ids outside [0, vocab) are skipped. `workspace` has
 // embedding_backward_workspace_bytes(n, vocab) bytes of device memory.
 cudaError_t embedding_backward(const int32_t* ids, int64_t n, const float* dy, int64_t vocab, int64_t dim,
+                               void* workspace, size_t workspace_bytes, float* dtable, cudaStream_t stream);
+
+
+// ---- bf16 (mixed precision): the table is the bf16 compute copy and y bf16 (a copy, no
+// rounding); dy bf16 is accumulated into the fp32 master gradient dtable in the same fixed
+// order as the fp32 kernel, so results are deterministic. Same workspace size function.
+cudaError_t embedding_forward(const int32_t* ids, int64_t n, const bf16* table, int64_t vocab, int64_t dim,
+                              bf16* y, cudaStream_t stream);
+cudaError_t embedding_backward(const int32_t* ids, int64_t n, const bf16* dy, int64_t vocab, int64_t dim,
                                void* workspace, size_t workspace_bytes, float* dtable, cudaStream_t stream);
 
 }  // namespace shardtrain::kernels

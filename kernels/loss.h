@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "core/bfloat16.h"
 namespace shardtrain::kernels {
 
 // stats [n, 2] = (row max, 1 / sum exp(z - max)), the sum in double;
@@ -22,6 +23,16 @@ cudaError_t softmax_xent_backward(const float* logits, int64_t ld, const float* 
 // *count (device memory) = number of rows whose first argmax over the c classes equals the
 // label. Overwrites *count (integer atomics: exact, order-free).
 cudaError_t count_correct(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                          unsigned long long* count, cudaStream_t stream);
+
+
+// ---- bf16 logits (mixed precision): softmax, stats and losses in fp32 as above; dlogits
+// bf16 (rounded once; may alias logits).
+cudaError_t softmax_xent_forward(const bf16* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                                 float* stats, float* losses, cudaStream_t stream);
+cudaError_t softmax_xent_backward(const bf16* logits, int64_t ld, const float* stats, const int32_t* labels,
+                                  int64_t n, int64_t c, float scale, bf16* dlogits, cudaStream_t stream);
+cudaError_t count_correct(const bf16* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
                           unsigned long long* count, cudaStream_t stream);
 
 }  // namespace shardtrain::kernels

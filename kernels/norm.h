@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/bfloat16.h"
 namespace shardtrain::kernels {
 
 // y = (x - mean) * rstd * weight + bias, with mean and rstd = 1 / sqrt(var + eps) [rows]
@@ -23,6 +24,16 @@ size_t layernorm_backward_workspace_bytes(int64_t rows, int64_t channels);
 // device memory (contents ignored). dx may alias dy: the parameter sums read dy first.
 cudaError_t layernorm_backward(const float* dy, const float* x, const float* weight, const float* mean,
                                const float* rstd, int64_t rows, int64_t channels, void* workspace, float* dx,
+                               float* dweight, float* dbias, cudaStream_t stream);
+
+
+// ---- bf16 (mixed precision): x, weight, bias, y, dy and dx bf16; mean and rstd fp32 and
+// the statistics computed as in the fp32 kernels; dweight and dbias are the fp32 master
+// gradients, accumulated. Same workspace size function.
+cudaError_t layernorm_forward(const bf16* x, const bf16* weight, const bf16* bias, float eps, int64_t rows,
+                              int64_t channels, bf16* y, float* mean, float* rstd, cudaStream_t stream);
+cudaError_t layernorm_backward(const bf16* dy, const bf16* x, const bf16* weight, const float* mean,
+                               const float* rstd, int64_t rows, int64_t channels, void* workspace, bf16* dx,
                                float* dweight, float* dbias, cudaStream_t stream);
 
 }  // namespace shardtrain::kernels
