@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -36,9 +37,10 @@ class Backend {
   // Identifies the physical device, so ranks can tell whether they share one:
   // "cpu" for the CPU backend, "GPU-<uuid>" for a CUDA device.
   virtual std::string device_identity() const = 0;
-  // The device's peak dense FLOP/s for the math it runs (fp32 today), for model FLOPs
-  // utilisation; 0 when unknown (CPUs: progress shows achieved GFLOP/s instead).
-  virtual double peak_flops() const { return 0; }
+  // The device's peak dense FLOP/s for GEMMs whose inputs are `math` (fp32: no tensor
+  // cores; bf16: dense tensor cores), for model FLOPs utilisation; 0 when unknown (CPUs:
+  // progress shows achieved GFLOP/s instead).
+  virtual double peak_flops(DType math = DType::kFloat32) const { (void)math; return 0; }
 
   // ---- memory
   // Zero-filled tensor on this device. Throws std::bad_alloc when memory runs out.
@@ -145,6 +147,42 @@ class Backend {
   // increasing i (no floating-point atomics), whatever the thread or launch layout.
   virtual void embedding_backward(const Tensor& ids, const Tensor& dy, Tensor& dtable) = 0;
 
+  // ---- typed entry points (mixed precision). Layers call these with Tensors; the
+  // tensors' dtypes pick the path. All float32: exactly the float* primitive of the same
+  // name above (this base implementation forwards to it, so the CPU backend, the fp32
+  // reference, needs nothing more). bf16 activations: CUDA only (backend/cuda) — a backend
+  // without bf16 support reports the call through fail(), naming the primitive and the
+  // tensors. Shapes are given by the numeric arguments, as in the float* forms; tensors
+  // hold at least what those address.
+  // gemm: a and b of one dtype; c float32 or a's dtype. bf16 a, b: fp32 accumulation; c
+  // fp32 is how bf16 activations accumulate into fp32 parameter gradients (beta = 1).
+  virtual void gemm(GemmOp op_a, GemmOp op_b, int64_t m, int64_t n, int64_t k, float alpha, const Tensor& a,
+                    const Tensor& b, float beta, Tensor& c);
+  // y and b of one dtype.
+  virtual void bias_add(Tensor& y, const Tensor& b, int64_t outer, int64_t channels, int64_t inner);
+  // db is float32 (a master gradient); dy float32 or bf16.
+  virtual void bias_grad(const Tensor& dy, Tensor& db, int64_t outer, int64_t channels, int64_t inner);
+  // x, y (and dy, dx) of one dtype, equal numel.
+  virtual void activation_forward(Activation act, const Tensor& x, Tensor& y);
+  virtual void activation_backward(Activation act, const Tensor& x, const Tensor& dy, Tensor& dx);
+  virtual void dropout(const Tensor& x, Tensor& y, float p, DropoutKey key);
+  // logits (and dlogits) float32 or bf16; labels int32; stats and losses float32.
+  virtual void softmax_xent_forward(const Tensor& logits, int64_t ld, const Tensor& labels, int64_t n, int64_t c,
+                                    Tensor& stats, Tensor& losses);
+  virtual void softmax_xent_backward(const Tensor& logits, int64_t ld, const Tensor& stats, const Tensor& labels,
+                                     int64_t n, int64_t c, float scale, Tensor& dlogits);
+  virtual int64_t count_correct(const Tensor& logits, int64_t ld, const Tensor& labels, int64_t n, int64_t c);
+  // dst = src: a copy for equal dtypes, else float32 <-> bf16 (round to nearest even).
+  // REQUIRES equal numel.
+  virtual void convert(const Tensor& src, Tensor& dst);
+  // Gradient buckets whose flat buffer is float32 (the float* forms) or bf16 (gradients
+  // on the wire in bf16: comm.grad_dtype); segments are always the fp32 gradients.
+  virtual void grad_bucket_pack(const GradSegment* segs, int count, float scale, Tensor& flat);
+  virtual void grad_bucket_unpack(const Tensor& flat, float scale, const GradSegment* segs, int count);
+  // Whether this backend computes with bf16 activations (the config refuses
+  // train.precision BF16 otherwise).
+  virtual bool supports_bf16() const { return false; }
+
   // ---- optimizers over flat buffers
   // PyTorch SGD: g' = g + wd*p; buf = momentum*buf + g' (buf = g' on the first step when
   // momentum > 0); p -= lr * (momentum > 0 ? buf : g').
@@ -160,6 +198,14 @@ class Backend {
   // = scale * its part of flat. Segments must not overlap flat.
   virtual void grad_bucket_pack(const GradSegment* segs, int count, float scale, float* flat) = 0;
   virtual void grad_bucket_unpack(const float* flat, float scale, const GradSegment* segs, int count) = 0;
+
+ protected:
+  // A typed entry point was called with tensors it cannot take (a bf16 tensor on a backend
+  // without bf16, mismatched dtypes). The CPU backend aborts naming `primitive` (a caller's
+  // bug, as its other contract checks); the CUDA backend keeps it as its sticky error.
+  virtual void fail(const char* primitive, const std::string& what) = 0;
+  // fail() unless every tensor is float32; returns whether they all are.
+  bool require_f32(const char* primitive, std::initializer_list<const Tensor*> tensors);
 };
 
 }  // namespace shardtrain

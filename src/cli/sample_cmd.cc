@@ -188,7 +188,7 @@ StatusOr<Loaded> load(const std::string& config_path, const config::JobConfig& c
   ASSIGN_OR_RETURN(l.backend, backend_for_job(cfg, topo));
   const std::vector<ModelInput> inputs = {{"tokens", {{d.seq_len()}, DType::kInt32}},
                                           {"targets", {{d.seq_len()}, DType::kInt32}}};
-  ASSIGN_OR_RETURN(l.model, Model::build(cfg.model(), inputs, d.num_classes(), *l.backend));
+  ASSIGN_OR_RETURN(l.model, Model::build(cfg.model(), inputs, d.num_classes(), *l.backend, compute_dtype(cfg)));
   ASSIGN_OR_RETURN(CheckpointData ckpt, checkpoint_read(ckpt_path));
   // Which logits are tokens is data.num_classes; a padded table may hide a mismatch.
   if (auto stored = parse_config_text(ckpt.config_text, ckpt_path); stored.ok() &&
@@ -258,7 +258,11 @@ int sample(MpiRuntime& rt, int argc, char** argv) {
   auto flags = parse_flags(*args);
   if (!flags.ok()) return rt.report_agreed(Status::InvalidArgument(flags.status().message() + hint), kExitUsage);
   const std::string config_path = args->positional(0);
-  auto cfg = load_config(config_path, args->get_all("set"));
+  // Generation computes in fp32 from the checkpoint's fp32 master weights unless asked
+  // otherwise (--set train.precision=BF16 on a GPU), so a BF16 config samples on CPU too.
+  std::vector<std::string> sets = {"train.precision=FP32"};
+  for (const std::string& s : args->get_all("set")) sets.push_back(s);
+  auto cfg = load_config(config_path, sets);
   if (!cfg.ok()) return rt.report_agreed(cfg.status(), kExitUsage);
   if (Status st = check_language_model(config_path, *cfg); !st.ok()) return rt.report_agreed(st, kExitUsage);
 

@@ -9,6 +9,7 @@ size_t comm_dtype_size(CommDType t) {
     case CommDType::kInt64: return 8;
     case CommDType::kInt32: return 4;
     case CommDType::kUint8: return 1;
+    case CommDType::kBFloat16: return 2;
   }
   return 0;
 }

@@ -29,7 +29,9 @@
 namespace shardtrain {
 
 enum class ReduceOp { kSum, kMax };
-enum class CommDType { kFloat32, kFloat64, kInt64, kInt32, kUint8 };
+// kBFloat16: gradients on the wire under comm.grad_dtype BF16 (NCCL only: MPI has no
+// bf16 type; see Communicator::supports_bf16).
+enum class CommDType { kFloat32, kFloat64, kInt64, kInt32, kUint8, kBFloat16 };
 size_t comm_dtype_size(CommDType t);
 
 // One collective in flight. wait() finishes it (MPI: blocks until done; NCCL: makes the
@@ -50,6 +52,8 @@ class Communicator {
   virtual std::string name() const = 0;  // "mpi", "nccl", "mpi (host-staged)"
   // Where collective buffers live: kCpu for MPI, kCuda for NCCL and host-staged.
   virtual Device buffer_device() const = 0;
+  // Whether collectives take CommDType::kBFloat16 (sums in bf16 on the wire: NCCL).
+  virtual bool supports_bf16() const { return false; }
 
   // In place: buf[0..count) = op over ranks of buf.
   virtual StatusOr<CommWorkPtr> all_reduce_async(void* buf, int64_t count, CommDType dtype, ReduceOp op) = 0;

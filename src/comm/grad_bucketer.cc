@@ -40,12 +40,29 @@ int64_t grad_bucket_staging_numel(const std::vector<GradBucket>& layout) {
   return n;
 }
 
+StatusOr<std::unique_ptr<GradReducer>> GradReducer::create(Communicator& comm, Backend& backend, float* flat_grads,
+                                                           std::vector<GradTensor> tensors, int64_t cap_bytes,
+                                                           CommDType wire) {
+  if (wire != CommDType::kFloat32 && !(wire == CommDType::kBFloat16 && comm.supports_bf16()))
+    return Status::InvalidArgument("comm.grad_dtype BF16 needs NCCL (GPU ranks on their own GPUs); the " + comm.name() +
+                                   " communicator sums float32 only");
+  return std::make_unique<GradReducer>(comm, backend, flat_grads, std::move(tensors), cap_bytes, wire);
+}
+
 GradReducer::GradReducer(Communicator& comm, Backend& backend, float* flat_grads, std::vector<GradTensor> tensors,
-                         int64_t cap_bytes)
-    : comm_(comm), backend_(backend), flat_(flat_grads), tensors_(std::move(tensors)) {
+                         int64_t cap_bytes, CommDType wire)
+    : comm_(comm), backend_(backend), flat_(flat_grads), tensors_(std::move(tensors)), wire_(wire) {
   layout_ = grad_bucket_layout(tensors_, cap_bytes);
+  if (wire_ != CommDType::kFloat32) {  // every bucket travels through the staging buffer
+    int64_t offset = 0;
+    for (GradBucket& bk : layout_) {
+      bk.contiguous = false;
+      bk.offset = offset;
+      offset += bk.numel;
+    }
+  }
   const int64_t staging = grad_bucket_staging_numel(layout_);
-  if (staging > 0) staging_ = backend_.alloc({staging});
+  if (staging > 0) staging_ = backend_.alloc({staging}, wire_ == CommDType::kBFloat16 ? DType::kBFloat16 : DType::kFloat32);
 }
 
 // Pack and unpack both walk a bucket's tensors in layout order (first..last).
@@ -56,13 +73,14 @@ void GradReducer::collect_segments(const GradBucket& bk) {
 
 Status GradReducer::issue(size_t b) {
   const GradBucket& bk = layout_[b];
-  float* buf = flat_ + bk.offset;
+  void* buf = flat_ + bk.offset;
   if (!bk.contiguous) {
-    buf = staging_.f32() + bk.offset;
+    Tensor staged = staging_.slice(bk.offset, {bk.numel});
     collect_segments(bk);
-    backend_.grad_bucket_pack(segments_.data(), static_cast<int>(segments_.size()), 1.0f, buf);
+    backend_.grad_bucket_pack(segments_.data(), static_cast<int>(segments_.size()), 1.0f, staged);
+    buf = staged.data<char>();
   }
-  auto work = comm_.all_reduce_async(buf, bk.numel, CommDType::kFloat32, ReduceOp::kSum);
+  auto work = comm_.all_reduce_async(buf, bk.numel, wire_, ReduceOp::kSum);
   if (!work.ok()) return work.status().WithContext("gradient bucket " + std::to_string(b));
   in_flight_.push_back(std::move(work).value());
   return Status::Ok();
@@ -90,7 +108,7 @@ Status GradReducer::finish() {
     for (const GradBucket& bk : layout_) {
       if (bk.contiguous) continue;
       collect_segments(bk);
-      backend_.grad_bucket_unpack(staging_.f32() + bk.offset, 1.0f, segments_.data(),
+      backend_.grad_bucket_unpack(staging_.slice(bk.offset, {bk.numel}), 1.0f, segments_.data(),
                                   static_cast<int>(segments_.size()));
     }
   }

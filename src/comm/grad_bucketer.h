@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "backend/backend.h"
@@ -54,9 +55,15 @@ int64_t grad_bucket_staging_numel(const std::vector<GradBucket>& layout);
 class GradReducer {
  public:
   // flat_grads: device buffer of `backend` (the communicator's buffer device).
-  // REQUIRES: comm, backend and the buffer outlive the reducer.
+  // wire: the dtype gradients are summed in. kFloat32, or kBFloat16 (comm.grad_dtype:
+  // half the bytes, sums rounded to bf16; every bucket is then packed into a bf16 staging
+  // buffer and widened back after the sum). REQUIRES: comm, backend and the buffer outlive
+  // the reducer; a bf16 wire needs comm.supports_bf16() (create() checks).
+  static StatusOr<std::unique_ptr<GradReducer>> create(Communicator& comm, Backend& backend, float* flat_grads,
+                                                       std::vector<GradTensor> tensors, int64_t cap_bytes,
+                                                       CommDType wire = CommDType::kFloat32);
   GradReducer(Communicator& comm, Backend& backend, float* flat_grads, std::vector<GradTensor> tensors,
-              int64_t cap_bytes);
+              int64_t cap_bytes, CommDType wire = CommDType::kFloat32);
 
   const std::vector<GradBucket>& layout() const { return layout_; }
 
@@ -76,6 +83,7 @@ class GradReducer {
   float* flat_;
   std::vector<GradTensor> tensors_;
   std::vector<GradBucket> layout_;
+  CommDType wire_;
   Tensor staging_;
   std::vector<GradSegment> segments_;  // scratch for pack/unpack
   size_t next_ = 0;                    // first bucket not yet issued this step

@@ -141,6 +141,10 @@ Status validate_comm(const config::JobConfig& cfg) {
   if (c.backend() == config::CommConfig::BACKEND_NCCL && cfg.device() != config::JobConfig::DEVICE_CUDA)
     return Status::InvalidArgument("comm.backend=NCCL needs device=cuda (NCCL moves GPU buffers); "
                                    "use comm.backend=AUTO or MPI for CPU ranks");
+  if (c.grad_dtype() == config::CommConfig::GRAD_DTYPE_BF16 &&
+      (cfg.device() != config::JobConfig::DEVICE_CUDA || c.backend() == config::CommConfig::BACKEND_MPI))
+    return Status::InvalidArgument("comm.grad_dtype=BF16 needs device=cuda with NCCL (MPI sums float32 only); "
+                                   "use comm.grad_dtype=FP32");
   return Status::Ok();
 }
 
@@ -154,6 +158,9 @@ Status validate_config(const config::JobConfig& cfg) {
   RETURN_IF_ERROR(validate_train(cfg.train()));
   RETURN_IF_ERROR(validate_checkpoint(cfg.checkpoint()));
   RETURN_IF_ERROR(validate_comm(cfg));
+  if (cfg.train().precision() == config::TrainConfig::PRECISION_BF16 && cfg.device() != config::JobConfig::DEVICE_CUDA)
+    return Status::InvalidArgument("train.precision=BF16 runs on GPUs only (device=cuda): CPU ranks compute in "
+                                   "float32, the reference; use train.precision=FP32");
   return Status::Ok();
 }
 

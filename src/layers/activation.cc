@@ -12,12 +12,12 @@ const char* ActivationLayer::type() const {
 }
 
 void ActivationLayer::forward_one(const ForwardContext&, const Tensor& x, Tensor& y) {
-  be_.activation_forward(act_, x.f32(), y.f32(), x.numel());
+  be_.activation_forward(act_, x, y);
 }
 
 // No parameters: only dx, and only when asked for.
 void ActivationLayer::backward_one(const ForwardContext&, const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
-  if (dx) be_.activation_backward(act_, x.f32(), dy.f32(), dx->f32(), x.numel());
+  if (dx) be_.activation_backward(act_, x, dy, *dx);
 }
 
 }  // namespace shardtrain

@@ -4,9 +4,9 @@ namespace shardtrain {
 
 StatusOr<std::vector<ValueSpec>> AddLayer::configure(const std::vector<ValueSpec>& in, ParamStore&) {
   if (in.size() != 2) return error("add takes two inputs, got " + std::to_string(in.size()));
-  if (in[0].shape != in[1].shape || in[0].dtype != DType::kFloat32 || in[1].dtype != DType::kFloat32)
-    return error("add needs two float32 inputs of one shape, got " + shape_str(in[0].shape) + " and " +
-                 shape_str(in[1].shape));
+  if (in[0].shape != in[1].shape || in[0].dtype != in[1].dtype || in[0].dtype == DType::kInt32)
+    return error("add needs two floating-point inputs of one shape and dtype, got " + shape_str(in[0].shape) + " " +
+                 dtype_name(in[0].dtype) + " and " + shape_str(in[1].shape) + " " + dtype_name(in[1].dtype));
   return std::vector<ValueSpec>{in[0]};
 }
 

@@ -18,7 +18,7 @@ void CausalSelfAttentionLayer::forward_one(const ForwardContext& ctx, const Tens
   if (ctx.incremental) {
     const int64_t batch = x.dim(0), n = x.numel() / (batch * 3 * heads_ * head_dim_);
     if (ctx.position == 0 || !cache_.defined() || cache_.dim(0) != batch)
-      cache_ = be_.alloc({batch, seq_, 2 * heads_ * head_dim_});
+      cache_ = be_.alloc({batch, seq_, 2 * heads_ * head_dim_}, x.dtype());
     be_.attention_decode(x, ctx.position, AttentionGeometry{batch, n, heads_, head_dim_}, cache_, y);
     return;
   }

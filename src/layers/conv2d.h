@@ -28,6 +28,7 @@ class Conv2dLayer final : public UnaryLayer {
  protected:
   // REQUIRES in_shape == [C, H, W] with the kernel fitting the padded input.
   StatusOr<Shape> configure_one(const Shape& in_shape) override;
+  bool supports_bf16() const override { return false; }
   void forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) override;
   void backward_one(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,
                     Tensor* dx) override;

@@ -21,7 +21,7 @@ void DropoutLayer::forward_one(const ForwardContext& ctx, const Tensor& x, Tenso
     be_.copy(x, y);
     return;
   }
-  be_.dropout(x.f32(), y.f32(), x.numel(), p_, key(ctx));
+  be_.dropout(x, y, p_, key(ctx));
 }
 
 // The same mask and scale applied to dy is the exact backward.
@@ -31,7 +31,7 @@ void DropoutLayer::backward_one(const ForwardContext& ctx, const Tensor&, const 
     be_.copy(dy, *dx);
     return;
   }
-  be_.dropout(dy.f32(), dx->f32(), dy.numel(), p_, key(ctx));
+  be_.dropout(dy, *dx, p_, key(ctx));
 }
 
 }  // namespace shardtrain

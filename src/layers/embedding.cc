@@ -8,7 +8,7 @@ StatusOr<std::vector<ValueSpec>> EmbeddingLayer::configure(const std::vector<Val
   RETURN_IF_ERROR(declare_param(store, "weight", {padded_rows(), dim_}, ParamInit::Normal(init_std_)));
   Shape out = in[0].shape;
   out.push_back(dim_);
-  return std::vector<ValueSpec>{{out, DType::kFloat32}};
+  return std::vector<ValueSpec>{{out, store.compute_dtype()}};
 }
 
 void EmbeddingLayer::forward(const ForwardContext&, const ConstTensors& in, const MutTensors& out) {
@@ -36,12 +36,12 @@ StatusOr<Shape> PositionEmbeddingLayer::configure_one(const Shape& in) {
 void PositionEmbeddingLayer::forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) {
   const int64_t first = ctx.incremental ? ctx.position : 0, n = x.numel() / (x.dim(0) * dim_);
   be_.copy(x, y);
-  be_.bias_add(y.f32(), param(0).f32() + first * dim_, x.dim(0), n * dim_, 1);
+  be_.bias_add(y, param(0).slice(first * dim_, {n * dim_}), x.dim(0), n * dim_, 1);
 }
 
 void PositionEmbeddingLayer::backward_one(const ForwardContext&, const Tensor&, const Tensor&, const Tensor& dy,
                                           Tensor* dx) {
-  be_.bias_grad(dy.f32(), grad(0).f32(), dy.dim(0), seq_ * dim_, 1);
+  be_.bias_grad(dy, grad(0), dy.dim(0), seq_ * dim_, 1);
   if (dx) be_.copy(dy, *dx);
 }
 

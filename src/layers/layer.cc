@@ -21,11 +21,14 @@ Status Layer::use_param(ParamStore& store, const std::string& full_name) {
 StatusOr<std::vector<ValueSpec>> UnaryLayer::configure(const std::vector<ValueSpec>& in, ParamStore& store) {
   store_ = &store;
   if (in.size() != 1) return error(std::string(type()) + " takes one input, got " + std::to_string(in.size()));
-  if (in[0].dtype != DType::kFloat32)
-    return error(std::string(type()) + " expects a float32 input, got " + dtype_name(in[0].dtype) +
+  const DType t = in[0].dtype;
+  if (t == DType::kInt32)
+    return error(std::string(type()) + " expects a floating-point input, got " + dtype_name(t) +
                  " (integer token ids go through an embedding first)");
+  if (t == DType::kBFloat16 && !supports_bf16())
+    return error(std::string(type()) + " computes in float32 only: train with train.precision FP32");
   ASSIGN_OR_RETURN(Shape out, configure_one(in[0].shape));
-  return std::vector<ValueSpec>{{out, DType::kFloat32}};
+  return std::vector<ValueSpec>{{out, t}};
 }
 
 }  // namespace shardtrain

@@ -84,7 +84,8 @@ class Layer {
   // During configure: a new parameter "<layer name>.<local>" / an existing one by full name.
   Status declare_param(ParamStore& store, const std::string& local, const Shape& shape, ParamInit init);
   Status use_param(ParamStore& store, const std::string& full_name);
-  const Tensor& param(int i) const { return store_->value(param_ids_[i]); }
+  // The parameter as layers compute with it: fp32, or the store's bf16 copy under bf16.
+  const Tensor& param(int i) const { return store_->compute_value(param_ids_[i]); }
   Tensor& grad(int i) { return store_->grad(param_ids_[i]); }
   Status error(const std::string& msg) const { return Status::InvalidArgument(where_ + ": " + msg); }
 
@@ -96,7 +97,9 @@ class Layer {
   std::vector<ParamId> param_ids_;
 };
 
-// The common case: one fp32 input, one fp32 output. Subclasses implement the *_one methods.
+// The common case: one floating-point input, one output of the same dtype (float32, or
+// bf16 under mixed precision unless the layer says it computes in float32 only).
+// Subclasses implement the *_one methods.
 class UnaryLayer : public Layer {
  public:
   using Layer::Layer;
@@ -112,6 +115,8 @@ class UnaryLayer : public Layer {
  protected:
   // Per-sample input shape -> per-sample output shape; may declare parameters (store_ is set).
   virtual StatusOr<Shape> configure_one(const Shape& in_shape) = 0;
+  // Whether the layer computes on bf16 values (conv2d and max_pool2d: float32 only).
+  virtual bool supports_bf16() const { return true; }
   virtual void forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) = 0;
   // dx may be null (no input gradient wanted).
   virtual void backward_one(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,

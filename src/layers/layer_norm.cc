@@ -21,7 +21,7 @@ void LayerNormLayer::backward_one(const ForwardContext&, const Tensor& x, const 
   const int64_t rows = x.numel() / dim_;
   Tensor mean = mean_.get(be_, rows).slice(0, {rows}), rstd = rstd_.get(be_, rows).slice(0, {rows});
   Tensor scratch;
-  if (!dx) scratch = dx_.get(be_, x.numel()).slice(0, x.shape());
+  if (!dx) scratch = dx_.get(be_, x.numel(), x.dtype()).slice(0, x.shape());
   be_.layernorm_backward(dy, x, param(0), mean, rstd, dx ? *dx : scratch, grad(0), grad(1));
 }
 

@@ -28,17 +28,18 @@ StatusOr<Shape> LinearLayer::configure_one(const Shape& in_shape) {
 void LinearLayer::forward_one(const ForwardContext&, const Tensor& x, Tensor& y) {
   const int64_t n = x.numel() / in_;  // rows: samples x positions
   // y[n, out] = x[n, in] * W[out, in]^T
-  be_.gemm(GemmOp::kNoTrans, GemmOp::kTrans, n, out_, in_, 1.0f, x.f32(), param(0).f32(), 0.0f, y.f32());
-  if (bias_) be_.bias_add(y.f32(), param(1).f32(), n, out_, 1);
+  be_.gemm(GemmOp::kNoTrans, GemmOp::kTrans, n, out_, in_, 1.0f, x, param(0), 0.0f, y);
+  if (bias_) be_.bias_add(y, param(1), n, out_, 1);
 }
 
 void LinearLayer::backward_one(const ForwardContext&, const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
   const int64_t n = x.numel() / in_;
-  // dW[out, in] += dy[n, out]^T * x[n, in] (beta = 1: gradients accumulate).
-  be_.gemm(GemmOp::kTrans, GemmOp::kNoTrans, out_, in_, n, 1.0f, dy.f32(), x.f32(), 1.0f, grad(0).f32());
-  if (bias_) be_.bias_grad(dy.f32(), grad(1).f32(), n, out_, 1);
+  // dW[out, in] += dy[n, out]^T * x[n, in] (beta = 1: gradients accumulate, in fp32 also
+  // when dy and x are bf16).
+  be_.gemm(GemmOp::kTrans, GemmOp::kNoTrans, out_, in_, n, 1.0f, dy, x, 1.0f, grad(0));
+  if (bias_) be_.bias_grad(dy, grad(1), n, out_, 1);
   // dx[n, in] = dy[n, out] * W[out, in]
-  if (dx) be_.gemm(GemmOp::kNoTrans, GemmOp::kNoTrans, n, in_, out_, 1.0f, dy.f32(), param(0).f32(), 0.0f, dx->f32());
+  if (dx) be_.gemm(GemmOp::kNoTrans, GemmOp::kNoTrans, n, in_, out_, 1.0f, dy, param(0), 0.0f, *dx);
 }
 
 }  // namespace shardtrain

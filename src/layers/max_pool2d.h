@@ -16,6 +16,7 @@ class MaxPool2dLayer final : public UnaryLayer {
 
  protected:
   StatusOr<Shape> configure_one(const Shape& in_shape) override;
+  bool supports_bf16() const override { return false; }
   void forward_one(const ForwardContext& ctx, const Tensor& x, Tensor& y) override;
   void backward_one(const ForwardContext& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,
                     Tensor* dx) override;

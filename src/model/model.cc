@@ -1,7 +1,10 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
+
+#include "core/bfloat16.h"
 
 #include "layers/layer_util.h"
 #include "layers/registry.h"
@@ -74,7 +77,7 @@ Status Model::add_node(const NodeConfig& nc, int64_t num_classes) {
     v->name = nc.outputs[o];
     v->spec = out_specs[o];
     v->producer = index;
-    v->needs_grad = grad_flows && v->spec.dtype == DType::kFloat32;
+    v->needs_grad = grad_flows && v->spec.dtype != DType::kInt32;
     by_name[v->name] = static_cast<int>(values_.size());
     node->out.push_back(static_cast<int>(values_.size()));
     values_.push_back(std::move(v));
@@ -84,15 +87,22 @@ Status Model::add_node(const NodeConfig& nc, int64_t num_classes) {
 }
 
 StatusOr<std::unique_ptr<Model>> Model::build(const config::ModelConfig& cfg, const std::vector<ModelInput>& inputs,
-                                              int64_t num_classes, Backend& backend) {
+                                              int64_t num_classes, Backend& backend, DType compute_dtype) {
   if (inputs.size() < 2) return Status::Internal("model: the batch must have an input and a label field");
   if (cfg.layer_size() == 0) return Status::InvalidArgument("model: no layers");
+  if (compute_dtype != DType::kFloat32 && !(compute_dtype == DType::kBFloat16 && backend.supports_bf16()))
+    return Status::InvalidArgument(std::string("model: ") + backend.name() + " cannot compute in " +
+                                   dtype_name(compute_dtype) + " (train.precision BF16 needs device=cuda)");
   std::unique_ptr<Model> m(new Model(backend));
   m->inputs_ = inputs;
+  m->store_.set_compute_dtype(compute_dtype);
   for (const ModelInput& in : inputs) {
     auto v = std::make_unique<Value>();
     v->name = in.name;
     v->spec = in.spec;
+    // Floating-point data (images) enter the graph in the compute dtype, through an fp32
+    // staging tensor that forward() converts.
+    if (in.spec.dtype == DType::kFloat32) v->spec.dtype = compute_dtype;
     m->values_.push_back(std::move(v));
   }
 
@@ -164,14 +174,17 @@ void Model::ensure_batch(int64_t n) {
     full.insert(full.end(), v->spec.shape.begin(), v->spec.shape.end());
     v->act = be_.alloc(full, v->spec.dtype);
   }
+  staging_.assign(inputs_.size(), Tensor());
+  for (size_t i = 0; i < inputs_.size(); ++i)
+    if (inputs_[i].spec.dtype != values_[i]->spec.dtype) staging_[i] = be_.alloc(values_[i]->act.shape(), inputs_[i].spec.dtype);
 }
 
 // Gradient buffers live only while a value's gradient is being collected, so backward
 // holds a few layers' worth at a time instead of one per value; freed ones are reused for
 // the next value of the same size (on the same stream, so reuse is ordered on a GPU too).
-Tensor Model::grad_buffer(const Shape& shape) {
-  auto& free = grad_pool_[shape_numel(shape)];
-  if (free.empty()) return be_.alloc(shape);
+Tensor Model::grad_buffer(const Shape& shape, DType dtype) {
+  auto& free = grad_pool_[{shape_numel(shape), dtype}];
+  if (free.empty()) return be_.alloc(shape, dtype);
   Tensor t = free.back().view(shape);
   free.pop_back();
   return t;
@@ -179,13 +192,21 @@ Tensor Model::grad_buffer(const Shape& shape) {
 
 void Model::release_grad(Tensor& t) {
   if (!t.defined()) return;
-  grad_pool_[t.numel()].push_back(t);
+  grad_pool_[{t.numel(), t.dtype()}].push_back(t);
   t = Tensor();
 }
 
 void Model::forward(const ForwardContext& ctx, const std::vector<const void*>& data, int64_t n) {
   ensure_batch(n);
-  for (size_t i = 0; i < inputs_.size(); ++i) be_.copy_from_host(values_[i]->act, data[i]);
+  store_.refresh_compute_copy();
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    if (staging_[i].defined()) {
+      be_.copy_from_host(staging_[i], data[i]);
+      be_.convert(staging_[i], values_[i]->act);
+    } else {
+      be_.copy_from_host(values_[i]->act, data[i]);
+    }
+  }
   forward_nodes(ctx, nodes_.size(), [this](int v) -> Tensor& { return values_[v]->act; });
 }
 
@@ -215,7 +236,7 @@ void Model::backward(const ForwardContext& ctx, const GradsReadyFn& grads_ready)
       // An output nothing downstream took a gradient from contributes zero (the loss
       // head's output is where backward starts: it takes none).
       if (val.needs_grad && !val.grad.defined() && k + 1 != nodes_.size()) {
-        val.grad = grad_buffer(val.act.shape());
+        val.grad = grad_buffer(val.act.shape(), val.act.dtype());
         be_.fill(val.grad, 0.0f);
       }
       dout.push_back(val.grad.defined() ? &val.grad : nullptr);
@@ -229,10 +250,10 @@ void Model::backward(const ForwardContext& ctx, const GradsReadyFn& grads_ready)
       if (!val.needs_grad) {
         din.push_back(nullptr);
       } else if (!val.grad.defined()) {
-        val.grad = grad_buffer(val.act.shape());
+        val.grad = grad_buffer(val.act.shape(), val.act.dtype());
         din.push_back(&val.grad);
       } else {
-        add_later.emplace_back(&val, grad_buffer(val.act.shape()));
+        add_later.emplace_back(&val, grad_buffer(val.act.shape(), val.act.dtype()));
         din.push_back(&add_later.back().second);
       }
     }
@@ -313,6 +334,7 @@ StatusOr<std::vector<float>> Model::decode(const int32_t* tokens, int64_t batch,
     if (!decode_acts_[v].defined() || decode_acts_[v].shape() != s) decode_acts_[v] = be_.alloc(s, values_[v]->spec.dtype);
   }
   be_.copy_from_host(decode_acts_[0], tokens);
+  store_.refresh_compute_copy();
   ForwardContext ctx;
   ctx.training = false;
   ctx.incremental = true;
@@ -321,10 +343,20 @@ StatusOr<std::vector<float>> Model::decode(const int32_t* tokens, int64_t batch,
   forward_nodes(ctx, nodes_.size() - 1, [this](int v) -> Tensor& { return decode_acts_[v]; });
   const Tensor& logits = decode_acts_[nodes_.back()->in[0]];
   const int64_t width = logits.dim(-1);
-  std::vector<float> last(batch * width);
-  for (int64_t b = 0; b < batch; ++b)  // only each sequence's last row crosses to the host
-    be_.memcpy_to_host(last.data() + b * width, logits.data<float>() + (b * n + n - 1) * width, width * sizeof(float));
+  // Only each sequence's last row crosses to the host (widened there when bf16).
+  const size_t elem = dtype_size(logits.dtype());
+  std::vector<char> rows(batch * width * elem);
+  for (int64_t b = 0; b < batch; ++b)
+    be_.memcpy_to_host(rows.data() + b * width * elem, logits.data<char>() + (b * n + n - 1) * width * elem,
+                       width * elem);
   RETURN_IF_ERROR(be_.synchronize());
+  std::vector<float> last(batch * width);
+  if (logits.dtype() == DType::kBFloat16) {
+    const bf16* h = reinterpret_cast<const bf16*>(rows.data());
+    for (size_t i = 0; i < last.size(); ++i) last[i] = bf16_to_float(h[i]);
+  } else {
+    std::memcpy(last.data(), rows.data(), rows.size());
+  }
   return last;
 }
 

@@ -54,9 +54,12 @@ class Model {
  public:
   // `inputs`: the batch's fields; the first is what the first layer reads by default, the
   // second the labels the loss head reads by default. Errors name the layer
-  // (model.layer[i] (name): ...).
+  // (model.layer[i] (name): ...). compute_dtype: what activations and the parameters'
+  // compute copy are (kBFloat16: mixed precision, on backends with supports_bf16(); the
+  // master weights, optimizer state and gradients stay fp32 either way).
   static StatusOr<std::unique_ptr<Model>> build(const config::ModelConfig& cfg, const std::vector<ModelInput>& inputs,
-                                                int64_t num_classes, Backend& backend);
+                                                int64_t num_classes, Backend& backend,
+                                                DType compute_dtype = DType::kFloat32);
   ~Model();
 
   const std::vector<ModelInput>& inputs() const { return inputs_; }
@@ -89,6 +92,8 @@ class Model {
   StatusOr<std::vector<float>> decode(const int32_t* tokens, int64_t batch, int64_t n, int64_t pos);
   // T of decode(): the longest context.
   int64_t max_context() const;
+  // The dtype layers compute in (build's compute_dtype).
+  DType compute_dtype() const { return store_.compute_dtype(); }
   // Training FLOPs per token of a language model, as llm.c and the PaLM paper count them:
   // 6N for the matmuls with every parameter (forward and backward) plus 6·T·C per causal
   // attention layer (scores and weighted values over a causal context of T, C wide).
@@ -101,7 +106,7 @@ class Model {
   explicit Model(Backend& backend);
   Status add_node(const NodeConfig& nc, int64_t num_classes);
   void ensure_batch(int64_t n);  // activations for n samples (reallocated when n changes)
-  Tensor grad_buffer(const Shape& shape);  // from grad_pool_, or newly allocated
+  Tensor grad_buffer(const Shape& shape, DType dtype);  // from grad_pool_, or newly allocated
   void release_grad(Tensor& t);            // back to grad_pool_; t becomes undefined
   void forward(const ForwardContext& ctx, const std::vector<const void*>& data, int64_t n);
   // Runs nodes [0, end) forward on the activations act(value id) (training's or decode's).
@@ -115,7 +120,8 @@ class Model {
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<std::unique_ptr<Value>> values_;
   int64_t batch_ = -1;
-  std::map<int64_t, std::vector<Tensor>> grad_pool_;  // free gradient buffers by numel
+  std::map<std::pair<int64_t, DType>, std::vector<Tensor>> grad_pool_;  // free gradient buffers by (numel, dtype)
+  std::vector<Tensor> staging_;  // per input: fp32 host data's landing place when the value is bf16
   std::vector<Tensor> decode_acts_;  // decode(): per value, for the last (batch, n)
   int64_t decode_batch_ = 0;         // decode(): sequences in the caches
   int64_t decode_end_ = 0;           // decode(): positions [0, decode_end_) are cached

@@ -30,7 +30,15 @@ void ParamStore::allocate() {
     values_.push_back(flat_params_.slice(p.offset, p.shape));
     grads_.push_back(flat_grads_.slice(p.offset, p.shape));
   }
+  if (compute_dtype_ != DType::kFloat32) {
+    flat_compute_ = be_.alloc({total_}, compute_dtype_);
+    for (const ParamInfo& p : params_) compute_values_.push_back(flat_compute_.slice(p.offset, p.shape));
+  }
   acquired_.assign(params_.size(), 0);
+}
+
+void ParamStore::refresh_compute_copy() {
+  if (compute_dtype_ != DType::kFloat32) be_.convert(flat_params_, flat_compute_);
 }
 
 void ParamStore::acquire(const std::vector<ParamId>& ids) {

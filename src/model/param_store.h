@@ -10,6 +10,14 @@
 // Gradients accumulate: zero_grads() once per step, then every backward use of a parameter
 // adds its contribution, so a parameter used twice gets the sum of both.
 //
+// Precision: the flat buffers are always fp32 (the master weights the optimizer steps and
+// checkpoints store, and the gradients, which bf16 backward passes accumulate into in
+// fp32). With a bf16 compute dtype the store also keeps a bf16 copy of the parameters,
+// which is what layers compute with (compute_value()); refresh_compute_copy() rounds the
+// master into it, and the model calls it before every forward, so the copy can never be
+// older than the master (one elementwise pass over the parameters per step: a fraction of
+// a percent of a step).
+//
 // acquire/release bracket a layer's use of its parameters in forward and in backward.
 // Today every rank holds every parameter (data parallelism), so they only check the
 // contract; a sharded store (ZeRO stage 3) gathers parameters in acquire and frees them in
@@ -65,7 +73,11 @@ class ParamStore {
   StatusOr<ParamId> declare(const std::string& name, const Shape& shape, ParamInit init);
   // An existing parameter by full name (for a second use). NotFound names it.
   StatusOr<ParamId> find(const std::string& name) const;
-  // Allocates the flat buffers; views become valid. Call once, after every declare.
+  // The dtype layers compute with: kFloat32 (default) or kBFloat16. Set before configure.
+  void set_compute_dtype(DType d) { compute_dtype_ = d; }
+  DType compute_dtype() const { return compute_dtype_; }
+  // Allocates the flat buffers (and the bf16 copy); views become valid. Call once, after
+  // every declare.
   void allocate();
 
   const std::vector<ParamInfo>& params() const { return params_; }
@@ -78,6 +90,12 @@ class ParamStore {
   // and release() of a set holding `id`.
   const Tensor& value(ParamId id) const { return values_[id]; }
   Tensor& grad(ParamId id) { return grads_[id]; }
+  // What layers compute with: value(id) itself, or its bf16 copy (compute_dtype()).
+  const Tensor& compute_value(ParamId id) const {
+    return compute_dtype_ == DType::kFloat32 ? values_[id] : compute_values_[id];
+  }
+  // Rounds the fp32 master into the bf16 copy (nothing for fp32). Issued on the backend.
+  void refresh_compute_copy();
 
   void acquire(const std::vector<ParamId>& ids);
   void release(const std::vector<ParamId>& ids);
@@ -92,8 +110,9 @@ class ParamStore {
   std::vector<ParamInfo> params_;
   std::map<std::string, ParamId> by_name_;
   int64_t total_ = 0;
-  Tensor flat_params_, flat_grads_;
-  std::vector<Tensor> values_, grads_;
+  DType compute_dtype_ = DType::kFloat32;
+  Tensor flat_params_, flat_grads_, flat_compute_;
+  std::vector<Tensor> values_, grads_, compute_values_;
   std::vector<int> acquired_;  // acquire depth per parameter (contract check)
 };
 

@@ -72,8 +72,10 @@ Status Trainer::restore() {
   ASSIGN_OR_RETURN(grad_comm_, make_device_communicator(cfg_.comm(), *backend_, comm_, topo_));
   std::vector<GradTensor> tensors;
   for (const ParamInfo& p : model_->params()) tensors.push_back({p.offset, shape_numel(p.shape)});
-  reducer_ = std::make_unique<GradReducer>(*grad_comm_, *backend_, model_->flat_grads().f32(), std::move(tensors),
-                                           static_cast<int64_t>(cfg_.comm().bucket_mb() * (1 << 20)));
+  const CommDType wire =
+      cfg_.comm().grad_dtype() == config::CommConfig::GRAD_DTYPE_BF16 ? CommDType::kBFloat16 : CommDType::kFloat32;
+  ASSIGN_OR_RETURN(reducer_, GradReducer::create(*grad_comm_, *backend_, model_->flat_grads().f32(), std::move(tensors),
+                                                 static_cast<int64_t>(cfg_.comm().bucket_mb() * (1 << 20)), wire));
 
   const bool root = topo_.rank == 0;
   std::string path;

@@ -94,7 +94,11 @@ StatusOr<std::unique_ptr<Model>> build_model(const config::JobConfig& cfg, const
       return Status::InvalidArgument(d.path() + ": " + a[i].name + " of split " + d.test_split() + " are " +
                                      shape_str(b[i].shape) + " per sample but those of split " + d.train_split() +
                                      " are " + shape_str(a[i].shape));
-  return Model::build(cfg.model(), model_inputs(train), d.num_classes(), backend);
+  return Model::build(cfg.model(), model_inputs(train), d.num_classes(), backend, compute_dtype(cfg));
+}
+
+DType compute_dtype(const config::JobConfig& cfg) {
+  return cfg.train().precision() == config::TrainConfig::PRECISION_BF16 ? DType::kBFloat16 : DType::kFloat32;
 }
 
 StatusOr<std::unique_ptr<Optimizer>> make_optimizer(const config::JobConfig& cfg, int64_t total_steps, Model& model) {

@@ -30,6 +30,8 @@ StatusOr<std::unique_ptr<Model>> build_model(const config::JobConfig& cfg, const
 // The job's optimizer over the model's flat buffers (with nanoGPT's no-decay group when
 // optimizer.decay_matrices_only), for `total_steps` steps of schedule.
 StatusOr<std::unique_ptr<Optimizer>> make_optimizer(const config::JobConfig& cfg, int64_t total_steps, Model& model);
+// What train.precision makes layers compute in: kFloat32 or kBFloat16.
+DType compute_dtype(const config::JobConfig& cfg);
 
 // The host arrays of `batch` in the order of model.inputs() (the loader and the model
 // were built from the same fields, so every one is there).

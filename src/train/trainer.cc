@@ -109,7 +109,7 @@ Status Trainer::log_progress(double loss_sum, double correct, double samples, do
   if (flops_per_token_ > 0 && dt > 0) {
     r.tokens_per_s = sums[3] / dt;
     r.flops_per_s = r.tokens_per_s * flops_per_token_;
-    const double peak = backend_->peak_flops() * topo_.world_size;
+    const double peak = backend_->peak_flops(model_->compute_dtype()) * topo_.world_size;
     r.mfu = peak > 0 ? r.flops_per_s / peak : 0;
   }
   r.elapsed_s = seconds_since(start_time_);

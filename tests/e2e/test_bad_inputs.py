@@ -86,6 +86,10 @@ class BadInputTest(unittest.TestCase):
         self.fails(2, ["train", st.config("tiny_mlp.pbtxt"), "--set", "data.global_batch=25",
                        "--run-dir", os.path.join(self.tmp, "r5")], 2, "data.global_batch", "world size")
 
+    def test_bf16_on_cpu_names_the_field(self):
+        self.fails(2, ["train", st.config("gpt_tiny.pbtxt"), "--set", "train.precision=BF16",
+                       "--run-dir", os.path.join(self.tmp, "bf16")], 2, "train.precision=BF16", "device=cuda")
+
     def test_layer_shape_error_names_layer(self):
         p = self.write("nolatten.pbtxt", self.good_config_text().replace('layer { name: "flatten" flatten {} }', ""))
         self.fails(2, ["train", p, "--run-dir", os.path.join(self.tmp, "r6")], None, "fc1")

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/cpu/cpu_require.h"
 #include "core/counter_rng.h"
 
 namespace shardtrain {
@@ -31,6 +32,10 @@ std::string CpuBackend::name() const {
   const char* core = openblas_get_corename();
   return "cpu (OpenBLAS " + std::string(core ? core : "?") + ", " + std::to_string(threads_) +
          (threads_ == 1 ? " thread)" : " threads)");
+}
+
+void CpuBackend::fail(const char* primitive, const std::string& what) {
+  cpu_require(false, primitive, what.c_str());
 }
 
 // ---------------------------------------------------------------------------- memory

@@ -14,6 +14,18 @@ class CpuBackend final : public Backend {
   std::string name() const override;
   std::string device_identity() const override { return "cpu"; }
   int threads() const { return threads_; }
+  // The typed entry points (backend.h) are the base class's float32 forwarding ones.
+  using Backend::activation_backward;
+  using Backend::activation_forward;
+  using Backend::bias_add;
+  using Backend::bias_grad;
+  using Backend::count_correct;
+  using Backend::dropout;
+  using Backend::gemm;
+  using Backend::grad_bucket_pack;
+  using Backend::grad_bucket_unpack;
+  using Backend::softmax_xent_backward;
+  using Backend::softmax_xent_forward;
 
   Tensor alloc(const Shape& shape, DType dtype) override;
   void memcpy_from_host(void* dst, const void* src, size_t bytes) override;
@@ -70,6 +82,9 @@ class CpuBackend final : public Backend {
   void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWParams& hp) override;
   void grad_bucket_pack(const GradSegment* segs, int count, float scale, float* flat) override;
   void grad_bucket_unpack(const float* flat, float scale, const GradSegment* segs, int count) override;
+
+ protected:
+  void fail(const char* primitive, const std::string& what) override;
 
  private:
   int threads_;

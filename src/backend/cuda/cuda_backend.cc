@@ -21,19 +21,29 @@ namespace shardtrain {
 
 namespace {
 
-// Dense fp32 peak (no tensor cores: the backend's GEMMs run without TF32) of the GPUs we
-// know, from NVIDIA's datasheets (SXM parts); 0 = unknown, and progress shows GFLOP/s.
-double fp32_peak_flops(const std::string& device_name) {
+// Dense peaks of the GPUs we know, from NVIDIA's datasheets (SXM parts unless named):
+// fp32 without tensor cores (the fp32 path's GEMMs run without TF32) and bf16 on tensor
+// cores without sparsity. 0 = unknown, and progress shows GFLOP/s.
+struct PeakFlops {
+  double fp32, bf16;
+};
+PeakFlops known_peak_flops(const std::string& device_name) {
   struct Known {
     const char* name;
-    double flops;
+    PeakFlops peak;
   };
   // More specific names first: an H100 PCIe has fewer SMs than the SXM part.
-  static const Known kKnown[] = {{"H100 PCIe", 51e12}, {"H200", 67e12}, {"H100", 67e12}, {"A100", 19.5e12}};
+  static const Known kKnown[] = {{"H100 PCIe", {51e12, 756e12}},
+                                 {"H200", {67e12, 989e12}},
+                                 {"H100", {67e12, 989e12}},
+                                 {"A100", {19.5e12, 312e12}}};
   for (const Known& k : kKnown)
-    if (device_name.find(k.name) != std::string::npos) return k.flops;
-  return 0;
+    if (device_name.find(k.name) != std::string::npos) return k.peak;
+  return {0, 0};
 }
+
+// cuBLASLt workspace: what NVIDIA recommends for Hopper's fastest GEMM kernels.
+constexpr size_t kGemmLtWorkspaceBytes = size_t{32} << 20;
 
 // Workspace made at creation: enough for sums of up to this many elements (the gradient
 // norm of models up to 16M parameters) without growing during training.
@@ -94,7 +104,9 @@ Status CudaBackend::init() {
   name_ = ordinal_name(ordinal_) + " (" + prop.name + ", sm_" + std::to_string(prop.major) +
           std::to_string(prop.minor) + ")";
   identity_ = gpu_uuid_string(prop.uuid);
-  peak_flops_ = fp32_peak_flops(prop.name);
+  const PeakFlops peak = known_peak_flops(prop.name);
+  peak_fp32_ = peak.fp32;
+  peak_bf16_ = peak.bf16;
 
   // Non-blocking: no implicit synchronization with the legacy default stream, which
   // libraries (and cudaMemcpy without a stream) use.
@@ -116,6 +128,7 @@ Status CudaBackend::init() {
   const size_t workspace_bytes = kernels::reduce_sum_workspace_bytes(kInitialReduceElements);
   CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes));
   workspace_bytes_ = workspace_bytes;
+  ASSIGN_OR_RETURN(gemm_lt_, GemmLt::create(kGemmLtWorkspaceBytes));
   return Status::Ok();
 }
 
@@ -126,6 +139,7 @@ CudaBackend::~CudaBackend() {
     cudaError_t err = cudaSuccess;
     auto keep = [&err](cudaError_t e) { err = err != cudaSuccess ? err : e; };
     if (stream_) keep(cudaStreamSynchronize(stream_));
+    gemm_lt_.reset();
     if (cublas_ && cublasDestroy(cublas_) != CUBLAS_STATUS_SUCCESS) err = cudaErrorUnknown;
     keep(cudaFree(workspace_));
     keep(cudaFree(scalars_dev_));

@@ -33,6 +33,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_gemm_lt.h"
 
 namespace shardtrain {
 
@@ -53,7 +54,9 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::kCuda; }
   std::string name() const override { return name_; }  // "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)"
   std::string device_identity() const override { return identity_; }  // "GPU-<uuid>", as nvidia-smi -L
-  double peak_flops() const override { return peak_flops_; }  // fp32, known GPUs only
+  // Known GPUs only (fp32 and dense bf16 tensor-core peaks from NVIDIA's datasheets).
+  double peak_flops(DType math) const override { return math == DType::kBFloat16 ? peak_bf16_ : peak_fp32_; }
+  bool supports_bf16() const override { return true; }
 
   // cudaMalloc, zeroed by a cudaMemsetAsync on stream() (so the zeros are visible to all
   // later work on stream(); other streams must wait on stream() first). Throws
@@ -101,7 +104,40 @@ class CudaBackend final : public Backend {
   double sum(const float* x, int64_t n) override;
   double sum_squares(const float* x, int64_t n) override;
 
-  // cuda_transformer.cc. Tensors must be float32 (ids int32) on this GPU with the sizes
+  // cuda_mixed.cc: the typed entry points (backend.h). float32 tensors take the float*
+  // primitives above; bf16 activations take the kernels' bf16 launchers and, for GEMMs,
+  // cuBLASLt (backend/cuda/cuda_gemm_lt.h). Other combinations are a sticky
+  // InvalidArgument naming the primitive and the dtypes. fill() of a bf16 tensor supports
+  // 0 only (gradient buffers); convert() is fp32 <-> bf16 both ways.
+  using Backend::activation_backward;
+  using Backend::activation_forward;
+  using Backend::bias_add;
+  using Backend::bias_grad;
+  using Backend::count_correct;
+  using Backend::dropout;
+  using Backend::gemm;
+  using Backend::grad_bucket_pack;
+  using Backend::grad_bucket_unpack;
+  using Backend::softmax_xent_backward;
+  using Backend::softmax_xent_forward;
+  void gemm(GemmOp op_a, GemmOp op_b, int64_t m, int64_t n, int64_t k, float alpha, const Tensor& a, const Tensor& b,
+            float beta, Tensor& c) override;
+  void bias_add(Tensor& y, const Tensor& b, int64_t outer, int64_t channels, int64_t inner) override;
+  void bias_grad(const Tensor& dy, Tensor& db, int64_t outer, int64_t channels, int64_t inner) override;
+  void activation_forward(Activation act, const Tensor& x, Tensor& y) override;
+  void activation_backward(Activation act, const Tensor& x, const Tensor& dy, Tensor& dx) override;
+  void dropout(const Tensor& x, Tensor& y, float p, DropoutKey key) override;
+  void softmax_xent_forward(const Tensor& logits, int64_t ld, const Tensor& labels, int64_t n, int64_t c,
+                            Tensor& stats, Tensor& losses) override;
+  void softmax_xent_backward(const Tensor& logits, int64_t ld, const Tensor& stats, const Tensor& labels, int64_t n,
+                             int64_t c, float scale, Tensor& dlogits) override;
+  int64_t count_correct(const Tensor& logits, int64_t ld, const Tensor& labels, int64_t n, int64_t c) override;
+  void convert(const Tensor& src, Tensor& dst) override;
+  void grad_bucket_pack(const GradSegment* segs, int count, float scale, Tensor& flat) override;
+  void grad_bucket_unpack(const Tensor& flat, float scale, const GradSegment* segs, int count) override;
+
+  // cuda_transformer.cc. Activation tensors are float32 or bf16, all of one dtype (ids
+  // int32; mean, rstd, lse float32; parameter gradients float32), on this GPU with the sizes
   // backend.h states; anything else is kept as an InvalidArgument sticky error naming the
   // primitive and the tensor, and nothing is launched.
   void add(const Tensor& a, const Tensor& b, Tensor& y) override;
@@ -118,6 +154,9 @@ class CudaBackend final : public Backend {
   // An id outside [0, V) gives a NaN row (the CPU backend aborts instead).
   void embedding_forward(const Tensor& ids, const Tensor& table, Tensor& y) override;
   void embedding_backward(const Tensor& ids, const Tensor& dy, Tensor& dtable) override;
+
+ protected:
+  void fail(const char* primitive, const std::string& what) override { check(primitive, false, what); }
 
  private:
   // What the reductions return through: written by kernels, copied to pinned host memory.
@@ -147,6 +186,8 @@ class CudaBackend final : public Backend {
   };
   // check() that every argument is allocated, on this GPU, with its dtype.
   bool check_tensors(const char* primitive, std::initializer_list<TensorArg> args);
+  // check() that x is float32 or bf16 (what activations may be).
+  bool check_activation_dtype(const char* primitive, const Tensor& x);
   // check() that logits rows of stride ld hold the c classes.
   bool check_row_stride(const char* primitive, int64_t ld, int64_t c);
   // Copies scalars_dev_ to scalars_host_ and waits; false (and recorded) on error.
@@ -155,7 +196,8 @@ class CudaBackend final : public Backend {
 
   int ordinal_;
   std::string name_, identity_;
-  double peak_flops_ = 0;
+  double peak_fp32_ = 0, peak_bf16_ = 0;
+  std::unique_ptr<GemmLt> gemm_lt_;  // bf16 GEMMs
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   Scalars* scalars_dev_ = nullptr;   // device memory

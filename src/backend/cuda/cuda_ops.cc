@@ -18,7 +18,11 @@
 namespace shardtrain {
 
 void CudaBackend::fill(Tensor& t, float value) {
-  if (t.dtype() == DType::kInt32) {
+  if (t.dtype() == DType::kBFloat16) {
+    if (!check("fill", value == 0.0f, "a bf16 tensor can only be filled with 0 (got " + std::to_string(value) + ")"))
+      return;
+    if (!failed()) record("fill", CUDA_STATUS(cudaMemsetAsync(t.data<char>(), 0, t.nbytes(), stream_)));
+  } else if (t.dtype() == DType::kInt32) {
     // Truncation toward zero, as the CPU backend's static_cast.
     ST_LAUNCH("fill", kernels::fill_i32(t.data<int32_t>(), t.numel(), static_cast<int32_t>(value), stream_));
   } else {

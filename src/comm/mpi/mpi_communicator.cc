@@ -14,6 +14,7 @@ MPI_Datatype to_mpi(CommDType t) {
     case CommDType::kInt64: return MPI_INT64_T;
     case CommDType::kInt32: return MPI_INT32_T;
     case CommDType::kUint8: return MPI_UINT8_T;
+    case CommDType::kBFloat16: return MPI_DATATYPE_NULL;  // never issued: supports_bf16() is false
   }
   return MPI_DATATYPE_NULL;
 }

@@ -55,6 +55,7 @@ ncclDataType_t nccl_dtype(CommDType t) {
     case CommDType::kInt64: return ncclInt64;
     case CommDType::kInt32: return ncclInt32;
     case CommDType::kUint8: return ncclUint8;
+    case CommDType::kBFloat16: return ncclBfloat16;
   }
   return ncclFloat32;  // unreachable: every CommDType is listed
 }
@@ -134,6 +135,7 @@ class NcclCommunicator final : public Communicator {
   int world_size() const override { return size_; }
   std::string name() const override { return "nccl"; }
   Device buffer_device() const override { return Device::kCuda; }
+  bool supports_bf16() const override { return true; }
 
   StatusOr<CommWorkPtr> all_reduce_async(void* buf, int64_t count, CommDType dtype, ReduceOp op) override {
     return issue("all_reduce", count, [&](ncclComm_t c, cudaStream_t s) {

@@ -109,5 +109,28 @@ TEST(ConfigValidate, TrainAndCheckpointIntervals) {
             "");
 }
 
+// bf16 is a GPU precision: CPU ranks are the fp32 reference, and MPI has no bf16 sum.
+TEST(ConfigValidate, Bf16NeedsAGpu) {
+  const std::string precision = error_after([](auto& c) {
+    c.mutable_train()->set_precision(config::TrainConfig::PRECISION_BF16);
+  });
+  EXPECT_NE(precision.find("train.precision=BF16 runs on GPUs only (device=cuda)"), std::string::npos) << precision;
+  EXPECT_EQ(error_after([](auto& c) {
+              c.set_device(config::JobConfig::DEVICE_CUDA);
+              c.mutable_train()->set_precision(config::TrainConfig::PRECISION_BF16);
+            }),
+            "");
+  const std::string grads = error_after([](auto& c) {
+    c.mutable_comm()->set_grad_dtype(config::CommConfig::GRAD_DTYPE_BF16);
+  });
+  EXPECT_NE(grads.find("comm.grad_dtype=BF16 needs device=cuda with NCCL"), std::string::npos) << grads;
+  const std::string mpi = error_after([](auto& c) {
+    c.set_device(config::JobConfig::DEVICE_CUDA);
+    c.mutable_comm()->set_backend(config::CommConfig::BACKEND_MPI);
+    c.mutable_comm()->set_grad_dtype(config::CommConfig::GRAD_DTYPE_BF16);
+  });
+  EXPECT_NE(mpi.find("comm.grad_dtype=BF16"), std::string::npos) << mpi;
+}
+
 }  // namespace
 }  // namespace shardtrain

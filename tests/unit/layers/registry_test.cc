@@ -118,7 +118,7 @@ TEST(LayerRegistry, ConfigureErrorsNameTheLayer) {
   ASSERT_TRUE(fc2.ok());
   auto i = (*fc2)->configure({ValueSpec{{16}, DType::kInt32}}, store);
   ASSERT_FALSE(i.ok());
-  EXPECT_NE(i.status().message().find("model.layer[4] (linear4): linear expects a float32 input"), std::string::npos);
+  EXPECT_NE(i.status().message().find("model.layer[4] (linear4): linear expects a floating-point input"), std::string::npos);
 }
 
 }  // namespace

@@ -41,6 +41,14 @@ TEST(Model, FlatLayoutFollowsLayerOrderWithPyTorchShapes) {
   EXPECT_EQ((*m)->flat_grads().numel(), offset);
 }
 
+// bf16 compute is for GPUs; the CPU backend is the fp32 reference and says so.
+TEST(Model, Bf16OnTheCpuIsRefused) {
+  CpuBackend be(1);
+  auto m = Model::build(parse_model(kCnn), kImages, 10, be, DType::kBFloat16);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("cannot compute in bfloat16"), std::string::npos) << m.status().ToString();
+}
+
 TEST(Model, LastLayerMustOutputNumClasses) {
   CpuBackend be(1);
   auto m = Model::build(parse_model(R"(layer { flatten {} } layer { name: "head" linear { out_features: 7 } })"),
