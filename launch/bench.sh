@@ -5,7 +5,7 @@
 #     CPU rows: np=1 and np=2 ranks vs PyTorch on CPU with the same total threads.
 #     GPU rows (when nvidia-smi lists a GPU): one rank on device=cuda vs PyTorch there.
 #   GPT: configs/gpt_tiny.pbtxt on CPU (np=1, np=2) vs PyTorch's identical model with the
-#     same threads, tokens/s; on a GPU, configs/gpt2_124m.pbtxt (fp32) vs PyTorch (bf16,
+#     same threads, tokens/s; on a GPU, configs/gpt2_124m.pbtxt (bf16) vs PyTorch (bf16,
 #     scaled_dot_product_attention) eager and, where available, torch.compile, tokens/s
 #     and MFU. GPT_STEPS steps each, the first third not timed.
 #

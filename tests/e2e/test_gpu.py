@@ -3,7 +3,9 @@
     primitive agrees to ~1e-6, and 20 steps of AdamW let that drift a little);
   - a run resumed on the GPU is bitwise identical to one that never stopped;
   - one rank uses NCCL; two ranks on one GPU fall back to host-staged MPI with one log
-    line and agree with one rank; comm.backend=NCCL with ranks sharing a GPU is refused.
+    line and agree with one rank; comm.backend=NCCL with ranks sharing a GPU is refused;
+  - gpt_tiny in bf16 (train.precision=BF16, gradients summed in bf16 too) learns like fp32
+    on the GPU, resumes bitwise, and its checkpoint (fp32 master weights) samples on CPU.
 """
 import json
 import os
@@ -94,6 +96,56 @@ class GpuTrainingTest(TrainingTest):
         self.assertEqual(len(errors), 1, r.stdout + r.stderr)
         self.assertIn("ranks 0 and 1 share GPU", errors[0])
         self.assertFalse(os.path.exists(os.path.join(run_dir, "checkpoints")))
+
+
+GPT_SHORT = ("--set", "train.steps=60", "--set", "train.log_every=10", "--set", "train.eval_every=0",
+             "--set", "checkpoint.every=30")
+
+
+@unittest.skipIf(GPUS == 0, NO_GPU)
+class GpuBf16Test(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="st_bf16_")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def gpt(self, run_dir, *extra):
+        r = st.run(1, "train", st.config("gpt_tiny.pbtxt"), "--run-dir", run_dir, *CUDA, *GPT_SHORT, *extra,
+                   timeout=600)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return r
+
+    def test_bf16_learns_like_fp32(self):
+        fp32, bf16 = os.path.join(self.tmp, "fp32"), os.path.join(self.tmp, "bf16")
+        self.gpt(fp32)
+        self.gpt(bf16, "--set", "train.precision=BF16", "--set", "comm.grad_dtype=BF16")
+        a, b = train_losses(fp32), train_losses(bf16)
+        self.assertEqual([s for s, _ in a], [s for s, _ in b])
+        self.assertLess(b[-1][1], 0.8 * b[0][1], f"bf16 did not learn: {b}")
+        # bf16 rounds activations to 8 bits: the curves agree to a few percent, not 1e-3.
+        for (step, x), (_, y) in zip(a, b):
+            self.assertLess(abs(x - y) / x, 0.03, f"step {step}: fp32 loss {x} vs bf16 {y}")
+        # The checkpoint holds fp32 master weights; sampling it on the CPU works.
+        ck = os.path.join(bf16, "checkpoints", "latest")
+        self.assertEqual(st.read_checkpoint(ck)["/params/wte.weight"].dtype.name, "float32")
+        r = st.run(0, "sample", st.config("gpt_tiny.pbtxt"), "--checkpoint", ck, "--prompt", "The",
+                   "--tokens", "20", "--set", "train.precision=BF16")
+        self.assertNotEqual(r.returncode, 0, "BF16 sampling on the CPU must be refused")
+        r = st.run(0, "sample", st.config("gpt_tiny.pbtxt"), "--checkpoint", ck, "--prompt", "The", "--tokens", "20")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_bf16_resumes_bitwise(self):
+        straight, resumed = os.path.join(self.tmp, "straight"), os.path.join(self.tmp, "resumed")
+        bf = ("--set", "train.precision=BF16")
+        self.gpt(straight, *bf)
+        os.makedirs(os.path.join(resumed, "checkpoints"))
+        shutil.copy(os.path.join(straight, "checkpoints", "ckpt-00000030.h5"), os.path.join(resumed, "checkpoints"))
+        self.gpt(resumed, *bf, "--resume", "auto")
+        a = st.read_checkpoint(os.path.join(straight, "checkpoints", "ckpt-00000060.h5"))
+        b = st.read_checkpoint(os.path.join(resumed, "checkpoints", "ckpt-00000060.h5"))
+        for k in st.tensors(a):
+            self.assertTrue((a[k] == b[k]).all(), f"{k} differs after a bf16 resume")
 
 
 # TrainingTest itself would run again (on the CPU) as an import of this module: drop it.
