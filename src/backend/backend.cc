@@ -23,6 +23,13 @@ void Backend::bias_add(Tensor& y, const Tensor& b, int64_t outer, int64_t channe
   if (require_f32("bias_add", {&y, &b})) bias_add(y.f32(), b.f32(), outer, channels, inner);
 }
 
+void Backend::linear_act_forward(const Tensor& x, const Tensor& w, const Tensor& b, Activation act, int64_t n,
+                                 int64_t in, int64_t out, Tensor& pre, Tensor& y) {
+  gemm(GemmOp::kNoTrans, GemmOp::kTrans, n, out, in, 1.0f, x, w, 0.0f, pre);
+  if (b.defined()) bias_add(pre, b, n, out, 1);
+  activation_forward(act, pre, y);
+}
+
 void Backend::bias_grad(const Tensor& dy, Tensor& db, int64_t outer, int64_t channels, int64_t inner) {
   if (require_f32("bias_grad", {&dy, &db})) bias_grad(dy.f32(), db.f32(), outer, channels, inner);
 }

@@ -160,6 +160,12 @@ class Backend {
                     const Tensor& b, float beta, Tensor& c);
   // y and b of one dtype.
   virtual void bias_add(Tensor& y, const Tensor& b, int64_t outer, int64_t channels, int64_t inner);
+  // A linear layer with an activation: pre [n, out] = x [n, in] W^T + b, y = act(pre); pre
+  // is kept for backward. b may be undefined (no bias). This base implementation is the
+  // three primitives in turn (the reference); CUDA fuses bias + GELU (tanh) into the bf16
+  // GEMM's epilogue.
+  virtual void linear_act_forward(const Tensor& x, const Tensor& w, const Tensor& b, Activation act, int64_t n,
+                                  int64_t in, int64_t out, Tensor& pre, Tensor& y);
   // db is float32 (a master gradient); dy float32 or bf16.
   virtual void bias_grad(const Tensor& dy, Tensor& db, int64_t outer, int64_t channels, int64_t inner);
   // x, y (and dy, dx) of one dtype, equal numel.

@@ -4,7 +4,9 @@
 // without including CUDA's headers.
 //
 // Rounding is round-to-nearest-even, as __float2bfloat16_rn on the device, so host and
-// device conversions give the same bits; NaN stays NaN (quiet), infinities stay infinite.
+// device conversions give the same bits for every value but NaN; NaN stays NaN (quiet:
+// here with its payload's top bits, on the device as the canonical 0x7fff), infinities
+// stay infinite.
 #pragma once
 
 #include <cstdint>

@@ -27,13 +27,27 @@ StatusOr<Shape> LinearLayer::configure_one(const Shape& in_shape) {
 
 void LinearLayer::forward_one(const ForwardContext&, const Tensor& x, Tensor& y) {
   const int64_t n = x.numel() / in_;  // rows: samples x positions
+  if (gelu_tanh_) {
+    Tensor pre = pre_.get(be_, n * out_, y.dtype()).slice(0, y.shape());
+    be_.linear_act_forward(x, param(0), bias_ ? param(1) : Tensor(), Activation::kGeluTanh, n, in_, out_, pre, y);
+    return;
+  }
   // y[n, out] = x[n, in] * W[out, in]^T
   be_.gemm(GemmOp::kNoTrans, GemmOp::kTrans, n, out_, in_, 1.0f, x, param(0), 0.0f, y);
   if (bias_) be_.bias_add(y, param(1), n, out_, 1);
 }
 
-void LinearLayer::backward_one(const ForwardContext&, const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx) {
+void LinearLayer::backward_one(const ForwardContext&, const Tensor& x, const Tensor& y, const Tensor& dy_out,
+                               Tensor* dx) {
   const int64_t n = x.numel() / in_;
+  // With an activation, what the linear part sees is the gradient of the pre-activation.
+  Tensor dpre;
+  if (gelu_tanh_) {
+    dpre = dpre_.get(be_, n * out_, y.dtype()).slice(0, y.shape());
+    be_.activation_backward(Activation::kGeluTanh, pre_.get(be_, n * out_, y.dtype()).slice(0, y.shape()), dy_out,
+                            dpre);
+  }
+  const Tensor& dy = gelu_tanh_ ? dpre : dy_out;
   // dW[out, in] += dy[n, out]^T * x[n, in] (beta = 1: gradients accumulate, in fp32 also
   // when dy and x are bf16).
   be_.gemm(GemmOp::kTrans, GemmOp::kNoTrans, out_, in_, n, 1.0f, dy, x, 1.0f, grad(0));

@@ -36,7 +36,8 @@ StatusOr<std::unique_ptr<Layer>> build(const LayerConfig& cfg, const std::string
       const auto& c = cfg.linear();
       if (c.out_features() <= 0) return bad("linear.out_features must be > 0");
       if (c.init_std() < 0) return bad("linear.init_std must be >= 0");
-      return make<LinearLayer>(name, be, c.out_features(), c.bias(), c.init_std());
+      return make<LinearLayer>(name, be, c.out_features(), c.bias(), c.init_std(),
+                               c.activation() == config::LinearConfig::ACTIVATION_GELU_TANH);
     }
     case LayerConfig::kConv2D: {
       const auto& c = cfg.conv2d();

@@ -57,10 +57,9 @@ StatusOr<std::vector<NodeConfig>> expand_transformer_block(const LayerConfig& cf
 
   const float std = 0.02f;
   const float proj_std = static_cast<float>(0.02 / std::sqrt(2.0 * static_cast<double>(b.count())));
-  LayerConfig ln, attn, gelu, add, drop;
+  LayerConfig ln, attn, add, drop;
   ln.mutable_layer_norm();
   attn.mutable_causal_self_attention()->set_n_head(b.n_head());
-  gelu.mutable_gelu()->set_tanh(true);
   add.mutable_add();
   drop.mutable_dropout()->set_p(b.dropout());
 
@@ -75,8 +74,10 @@ StatusOr<std::vector<NodeConfig>> expand_transformer_block(const LayerConfig& cf
     if (b.dropout() > 0) h = bb.add("attn.drop", drop, {h});
     const std::string res1 = bb.add("res_1", add, {x, h});
     h = bb.add("ln_2", ln, {res1});
-    h = bb.add("mlp.c_fc", linear(b.mlp_ratio() * d_model, std), {h});
-    h = bb.add("mlp.gelu", gelu, {h});
+    // c_fc and GPT-2's GELU are one node, so a GPU computes bias + GELU in the GEMM.
+    LayerConfig fc = linear(b.mlp_ratio() * d_model, std);
+    fc.mutable_linear()->set_activation(config::LinearConfig::ACTIVATION_GELU_TANH);
+    h = bb.add("mlp.c_fc", fc, {h});
     h = bb.add("mlp.c_proj", linear(d_model, proj_std), {h});
     if (b.dropout() > 0) h = bb.add("mlp.drop", drop, {h});
     x = bb.add("res_2", add, {res1, h});

@@ -123,6 +123,11 @@ class CudaBackend final : public Backend {
   void gemm(GemmOp op_a, GemmOp op_b, int64_t m, int64_t n, int64_t k, float alpha, const Tensor& a, const Tensor& b,
             float beta, Tensor& c) override;
   void bias_add(Tensor& y, const Tensor& b, int64_t outer, int64_t channels, int64_t inner) override;
+  // bf16 with a bias and kGeluTanh: one cuBLASLt GEMM with the GELU_AUX_BIAS epilogue when
+  // the operands meet its alignment (out % 8 == 0, 16-byte aligned bias and pre); else,
+  // and for fp32, the base class's three primitives.
+  void linear_act_forward(const Tensor& x, const Tensor& w, const Tensor& b, Activation act, int64_t n, int64_t in,
+                          int64_t out, Tensor& pre, Tensor& y) override;
   void bias_grad(const Tensor& dy, Tensor& db, int64_t outer, int64_t channels, int64_t inner) override;
   void activation_forward(Activation act, const Tensor& x, Tensor& y) override;
   void activation_backward(Activation act, const Tensor& x, const Tensor& dy, Tensor& dx) override;

@@ -52,7 +52,7 @@ GemmLt::~GemmLt() {
 StatusOr<GemmLt::Plan*> GemmLt::plan(const PlanKey& key) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second.get();
-  const auto [ta, tb, m, n, k, c_f32, align_a, align_b, align_c] = key;
+  const auto [ta, tb, m, n, k, c_f32, align_a, align_b, align_c, epilogue] = key;
   auto p = std::make_unique<Plan>();
   // Column-major view of the row-major product (see CudaBackend::gemm): cuBLASLt's "A" is
   // our B and its "B" is our A; each matrix is described as stored, with its own op.
@@ -60,6 +60,14 @@ StatusOr<GemmLt::Plan*> GemmLt::plan(const PlanKey& key) {
   const cublasOperation_t op_x = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_y = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_x, sizeof(op_x)));
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_y, sizeof(op_y)));
+  const auto epi = static_cast<cublasLtEpilogue_t>(epilogue);
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+  if (epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
+    // The auxiliary output (the pre-activation) is laid out as D: leading dimension n.
+    const int64_t aux_ld = n;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld,
+                                                sizeof(aux_ld)));
+  }
   // X = our B: row-major [k, n] (or [n, k] transposed) is column-major [n, k] (or [k, n]).
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, tb ? k : n, tb ? n : k, tb ? k : n));
   // Y = our A: row-major [m, k] (or [k, m]) is column-major [k, m] (or [m, k]).
@@ -97,11 +105,30 @@ StatusOr<GemmLt::Plan*> GemmLt::plan(const PlanKey& key) {
 
 Status GemmLt::gemm(GemmOp op_a, GemmOp op_b, int64_t m, int64_t n, int64_t k, float alpha, const void* a,
                     const void* b, float beta, void* c, DType c_dtype, cudaStream_t stream) {
-  const PlanKey key{op_a == GemmOp::kTrans, op_b == GemmOp::kTrans, m, n, k, c_dtype == DType::kFloat32,
-                    alignment_of(a), alignment_of(b), alignment_of(c)};
+  const PlanKey key{op_a == GemmOp::kTrans, op_b == GemmOp::kTrans, m,
+                    n,  k, c_dtype == DType::kFloat32,
+                    alignment_of(a), alignment_of(b), alignment_of(c),
+                    static_cast<int>(CUBLASLT_EPILOGUE_DEFAULT)};
   ASSIGN_OR_RETURN(Plan * p, plan(key));
   // cuBLASLt's A is our b, its B our a; C and D are the same buffer (in place, beta * C).
   return CUBLAS_STATUS(cublasLtMatmul(handle_, p->desc, &alpha, b, p->a, a, p->b, &beta, c, p->c, c, p->c, &p->algo,
+                                      workspace_, workspace_bytes_, stream));
+}
+
+bool GemmLt::fused_bias_gelu_ok(int64_t n, const void* bias, const void* pre) {
+  return n % 8 == 0 && alignment_of(bias) >= 16 && alignment_of(pre) >= 16;
+}
+
+Status GemmLt::gemm_bias_gelu(int64_t m, int64_t n, int64_t k, const void* a, const void* b, const void* bias,
+                              void* pre, void* y, cudaStream_t stream) {
+  const PlanKey key{false, true, m, n, k, 0, alignment_of(a), alignment_of(b), alignment_of(y),
+                    static_cast<int>(CUBLASLT_EPILOGUE_GELU_AUX_BIAS)};
+  ASSIGN_OR_RETURN(Plan * p, plan(key));
+  // Pointers are per call; the plan (and its algorithm) was chosen with the epilogue set.
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &pre, sizeof(pre)));
+  const float alpha = 1.0f, beta = 0.0f;
+  return CUBLAS_STATUS(cublasLtMatmul(handle_, p->desc, &alpha, b, p->a, a, p->b, &beta, y, p->c, y, p->c, &p->algo,
                                       workspace_, workspace_bytes_, stream));
 }
 

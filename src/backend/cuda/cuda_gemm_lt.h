@@ -43,10 +43,17 @@ class GemmLt {
   // [1, 2^31).
   Status gemm(GemmOp op_a, GemmOp op_b, int64_t m, int64_t n, int64_t k, float alpha, const void* a,
               const void* b, float beta, void* c, DType c_dtype, cudaStream_t stream);
+  // Row-major pre[m, n] = A[m, k] B[n, k]^T + bias[n] and y = gelu_tanh(pre), all bf16, in
+  // one GEMM (cuBLASLt's GELU_AUX_BIAS epilogue writes y, and pre as its auxiliary output).
+  // REQUIRES n % 8 == 0 and 16-byte aligned bias and pre (fused_bias_gelu_ok()).
+  Status gemm_bias_gelu(int64_t m, int64_t n, int64_t k, const void* a, const void* b, const void* bias, void* pre,
+                        void* y, cudaStream_t stream);
+  static bool fused_bias_gelu_ok(int64_t n, const void* bias, const void* pre);
 
  private:
   struct Plan;
-  using PlanKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int, int, int, int>;
+  // (op_a, op_b, m, n, k, c is fp32, alignment of a, b, c, epilogue)
+  using PlanKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int, int, int, int, int>;
   GemmLt() = default;
   StatusOr<Plan*> plan(const PlanKey& key);
 

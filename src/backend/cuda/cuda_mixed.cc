@@ -69,6 +69,18 @@ void CudaBackend::bias_add(Tensor& y, const Tensor& b, int64_t outer, int64_t ch
   ST_LAUNCH("bias_add", kernels::bias_add(bf(y), bf(b), outer, channels, inner, stream_));
 }
 
+void CudaBackend::linear_act_forward(const Tensor& x, const Tensor& w, const Tensor& b, Activation act, int64_t n,
+                                     int64_t in, int64_t out, Tensor& pre, Tensor& y) {
+  const bool fusable = act == Activation::kGeluTanh && b.defined() && all_bf16({&x, &w, &b, &pre, &y}) && n > 0 &&
+                       in > 0 && x.numel() >= n * in && w.numel() >= out * in && b.numel() >= out &&
+                       pre.numel() >= n * out && y.numel() >= n * out &&
+                       GemmLt::fused_bias_gelu_ok(out, b.data<char>(), pre.data<char>());
+  if (!fusable) return Backend::linear_act_forward(x, w, b, act, n, in, out, pre, y);
+  if (failed()) return;
+  record("linear_act_forward", gemm_lt_->gemm_bias_gelu(n, out, in, x.data<char>(), w.data<char>(), b.data<char>(),
+                                                        pre.data<char>(), y.data<char>(), stream_));
+}
+
 void CudaBackend::bias_grad(const Tensor& dy, Tensor& db, int64_t outer, int64_t channels, int64_t inner) {
   if (all_f32({&dy, &db})) return Backend::bias_grad(dy, db, outer, channels, inner);
   if (!check("bias_grad", dy.dtype() == DType::kBFloat16 && db.dtype() == DType::kFloat32,

@@ -91,6 +91,40 @@ TEST(TransformerGrad, GeluTanh) {
   check_layer_gradients(layer, be, {20}, 2, train_ctx(2), random_uniform(40, -3.0f, 3.0f, 5));
 }
 
+// GPT-2's MLP input layer: linear and GELU (tanh) as one node.
+TEST(TransformerGrad, LinearWithGeluTanh) {
+  CpuBackend be(1);
+  LinearLayer layer("c_fc", be, 6, true, 0.0f, /*gelu_tanh=*/true);
+  EXPECT_STREQ(layer.type(), "linear_gelu");
+  check_layer_gradients(layer, be, {3, 5}, 2, train_ctx(2));
+}
+
+// ...and the same numbers as a linear layer followed by a GELU layer, bit for bit on the
+// CPU (the fused layer runs the same three primitives).
+TEST(TransformerGrad, LinearWithGeluEqualsLinearThenGelu) {
+  CpuBackend be(1);
+  ParamStore fused_store(be), plain_store(be);
+  LinearLayer fused("fc", be, 6, true, 0.0f, true), plain("fc", be, 6, true);
+  ActivationLayer gelu("gelu", be, Activation::kGeluTanh);
+  ASSERT_TRUE(fused.configure({ValueSpec{{4, 5}}}, fused_store).ok());
+  ASSERT_TRUE(plain.configure({ValueSpec{{4, 5}}}, plain_store).ok());
+  ASSERT_TRUE(gelu.configure({ValueSpec{{4, 6}}}, plain_store).ok());
+  fused_store.allocate();
+  plain_store.allocate();
+  fused_store.init(3);
+  plain_store.init(3);
+  const auto xv = random_uniform(2 * 4 * 5, -2.0f, 2.0f, 9);
+  Tensor x = be.alloc({2, 4, 5}, DType::kFloat32);
+  be.copy_from_host(x, xv.data());
+  Tensor y1 = be.alloc({2, 4, 6}, DType::kFloat32), h = be.alloc({2, 4, 6}, DType::kFloat32),
+         y2 = be.alloc({2, 4, 6}, DType::kFloat32);
+  const ForwardContext ctx = train_ctx(2);
+  fused.forward(ctx, {&x}, {&y1});
+  plain.forward(ctx, {&x}, {&h});
+  gelu.forward(ctx, {&h}, {&y2});
+  for (int64_t i = 0; i < y1.numel(); ++i) ASSERT_EQ(y1.f32()[i], y2.f32()[i]) << i;
+}
+
 // The tied head's weight is the embedding table: the same parameter, no new one, and its
 // gradient wrt that shared table is right.
 TEST(TransformerGrad, LmHeadTiedToEmbedding) {

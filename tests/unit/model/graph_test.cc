@@ -40,9 +40,8 @@ TEST(TransformerBlock, ExpandsToNanoGptNamesAndWiring) {
     want.push_back({b + ".attn.c_proj", "linear", {b + ".attn"}});
     want.push_back({b + ".res_1", "add", {x, b + ".attn.c_proj"}});
     want.push_back({b + ".ln_2", "layer_norm", {b + ".res_1"}});
-    want.push_back({b + ".mlp.c_fc", "linear", {b + ".ln_2"}});
-    want.push_back({b + ".mlp.gelu", "gelu", {b + ".mlp.c_fc"}});
-    want.push_back({b + ".mlp.c_proj", "linear", {b + ".mlp.gelu"}});
+    want.push_back({b + ".mlp.c_fc", "linear", {b + ".ln_2"}});  // with GELU (tanh) fused
+    want.push_back({b + ".mlp.c_proj", "linear", {b + ".mlp.c_fc"}});
     want.push_back({b + ".res_2", "add", {b + ".res_1", b + ".mlp.c_proj"}});
     x = b + ".res_2";
   }
@@ -68,27 +67,28 @@ TEST(TransformerBlock, ExpandsToNanoGptNamesAndWiring) {
   EXPECT_FLOAT_EQ((*nodes)[3].layer.linear().init_std(), 0.01f);
   EXPECT_EQ((*nodes)[6].layer.linear().out_features(), 32);
   EXPECT_FLOAT_EQ((*nodes)[6].layer.linear().init_std(), 0.02f);
-  EXPECT_TRUE((*nodes)[7].layer.gelu().tanh());
-  EXPECT_EQ((*nodes)[8].layer.linear().out_features(), 8);
-  EXPECT_FLOAT_EQ((*nodes)[8].layer.linear().init_std(), 0.01f);
+  EXPECT_EQ((*nodes)[6].layer.linear().activation(), config::LinearConfig::ACTIVATION_GELU_TANH);
+  EXPECT_EQ((*nodes)[2].layer.linear().activation(), config::LinearConfig::ACTIVATION_NONE);
+  EXPECT_EQ((*nodes)[7].layer.linear().out_features(), 8);
+  EXPECT_FLOAT_EQ((*nodes)[7].layer.linear().init_std(), 0.01f);
 }
 
 TEST(TransformerBlock, DropoutMlpRatioAndOutputName) {
   auto nodes = expand_transformer_block(
       parse_layer("transformer_block { n_head: 1 count: 3 dropout: 0.1 mlp_ratio: 2 } output: 'y'"), "blk", 0, "e", 6);
   ASSERT_TRUE(nodes.ok()) << nodes.status().ToString();
-  ASSERT_EQ(nodes->size(), 3u * 12);
+  ASSERT_EQ(nodes->size(), 3u * 11);
   EXPECT_EQ((*nodes)[4].name, "blk.0.attn.drop");
   EXPECT_EQ((*nodes)[4].inputs, Strings{"blk.0.attn.c_proj"});
   EXPECT_FLOAT_EQ((*nodes)[4].layer.dropout().p(), 0.1f);
   EXPECT_EQ((*nodes)[5].inputs, (Strings{"e", "blk.0.attn.drop"}));
   EXPECT_EQ((*nodes)[7].layer.linear().out_features(), 12);
   EXPECT_FLOAT_EQ((*nodes)[3].layer.linear().init_std(), static_cast<float>(0.02 / std::sqrt(6.0)));
-  EXPECT_EQ((*nodes)[10].name, "blk.0.mlp.drop");
-  EXPECT_EQ((*nodes)[11].inputs, (Strings{"blk.0.res_1", "blk.0.mlp.drop"}));
+  EXPECT_EQ((*nodes)[9].name, "blk.0.mlp.drop");
+  EXPECT_EQ((*nodes)[10].inputs, (Strings{"blk.0.res_1", "blk.0.mlp.drop"}));
   EXPECT_EQ(nodes->back().name, "blk.2.res_2");
   EXPECT_EQ(nodes->back().outputs, Strings{"y"});
-  EXPECT_EQ((*nodes)[11].outputs, Strings{"blk.0.res_2"});
+  EXPECT_EQ((*nodes)[10].outputs, Strings{"blk.0.res_2"});
 }
 
 TEST(TransformerBlock, BadSettingsNameTheLayer) {
