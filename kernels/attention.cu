@@ -14,11 +14,15 @@
 //
 // fp32 throughout, matching the CPU reference to ~1e-6 relative; tensor-core (TF32/bf16)
 // variants would not meet the 1e-4 the tests ask of fp32. Dot products use explicit FMAs.
-// Kernels are templates over the element type of q/k/v/out (fp32 now; bf16 is an
-// instantiation plus loads/stores away) and over the head-dim bucket kMaxD (32/64/128):
-// q/k/v tiles are zero-padded to kMaxD, which adds exact zeros, so any head dim up to 128
-// works. Within a block the reduction order is fixed, and every output element is
-// written by exactly one thread: results are deterministic.
+// Kernels are templates over the element type T of q/k/v/out and over the head-dim bucket
+// kMaxD (32/64/128): q/k/v tiles are zero-padded to kMaxD, which adds exact zeros, so any
+// head dim up to 128 works. Within a block the reduction order is fixed, and every output
+// element is written by exactly one thread: results are deterministic.
+//
+// T = __nv_bfloat16 is mixed precision: the q/k/v tiles stay bf16 in shared memory (exact
+// copies of the inputs, in half the bytes), while the scores, the online softmax (m, l),
+// the output accumulators and lse are fp32 in registers exactly as in the fp32 kernel, and
+// out is rounded once. The KV cache of decoding has qkv's element type.
 //
 // Decoding is latency-bound (one or a few new queries per sequence), so it is simple: the
 // new keys and values are copied into the cache by one kernel, then one block per (b, h,
@@ -37,22 +41,28 @@ namespace {
 
 using namespace attention_tile;
 
-template <int kMaxD>
+// Three head tiles (q, k, v) of the activations' type T, then the fp32 probability tile.
+// fp32: 41 / 65 / 113 KiB for head-dim buckets 32 / 64 / 128; bf16: 29 / 41 / 65 KiB.
+template <int kMaxD, typename T>
 constexpr size_t forward_smem_bytes() {
-  return (3 * Dims<kMaxD>::kTileFloats + kTile * kPStride) * sizeof(float);
+  return 3 * Dims<kMaxD, T>::kTileBytes + kTile * kPStride * sizeof(float);
 }
+static_assert(forward_smem_bytes<64, float>() == 66560 && forward_smem_bytes<128, float>() == 115712,
+              "fp32 forward: the shared memory it always used");
+static_assert(forward_smem_bytes<128, __nv_bfloat16>() <= forward_smem_bytes<128, float>(),
+              "bf16 forward: no more shared memory than fp32");
 
-// grid (B*H, tiles); block kThreads. Dynamic shared memory: forward_smem_bytes<kMaxD>().
+// grid (B*H, tiles); block kThreads. Dynamic shared memory: forward_smem_bytes<kMaxD, T>().
 template <int kMaxD, typename T>
 __global__ void __launch_bounds__(kThreads)
     attention_forward_kernel(const T* __restrict__ qkv, int seq, int heads, int head_dim, float scale,
                              T* __restrict__ out, float* __restrict__ lse) {
-  using Dm = Dims<kMaxD>;
+  using Dm = Dims<kMaxD, T>;
   extern __shared__ float smem[];
-  float* Qs = smem;
-  float* Ks = Qs + Dm::kTileFloats;
-  float* Vs = Ks + Dm::kTileFloats;
-  float* Ps = Vs + Dm::kTileFloats;
+  T* Qs = reinterpret_cast<T*>(smem);
+  T* Ks = Qs + Dm::kTileElems;
+  T* Vs = Ks + Dm::kTileElems;
+  float* Ps = reinterpret_cast<float*>(Vs + Dm::kTileElems);  // kTileBytes is a multiple of 4
 
   const int qt = gridDim.y - 1 - blockIdx.y;  // the tiles with the most keys first
   const int bh = blockIdx.x, b = bh / heads, h = bh % heads;
@@ -126,15 +136,16 @@ __global__ void __launch_bounds__(kThreads)
   store_rows<kMaxD>(o, 1.0f, ty, tx, q0, seq, head_dim, C, out + static_cast<int64_t>(b) * seq * C + h * head_dim);
 }
 
-// cache[b, pos + r, :] = qkv[b, r, C:3C] for the n new rows; block-stride over (b, r).
+// cache[b, pos + r, :] = qkv[b, r, C:3C] for the n new rows (a copy: the cache has qkv's
+// element type); block-stride over (b, r).
 template <typename T>
 __global__ void kv_cache_write_kernel(const T* __restrict__ qkv, int64_t rows, int64_t n, int64_t C, int64_t pos,
-                                      int64_t max_seq, float* __restrict__ cache) {
+                                      int64_t max_seq, T* __restrict__ cache) {
   for (int64_t br = blockIdx.x; br < rows; br += gridDim.x) {
     const int64_t b = br / n, r = br - b * n;
     const T* src = qkv + br * 3 * C + C;
-    float* dst = cache + (b * max_seq + pos + r) * 2 * C;
-    for (int64_t col = threadIdx.x; col < 2 * C; col += blockDim.x) dst[col] = load_f32(src + col);
+    T* dst = cache + (b * max_seq + pos + r) * 2 * C;
+    for (int64_t col = threadIdx.x; col < 2 * C; col += blockDim.x) store_f32(dst + col, load_f32(src + col));
   }
 }
 
@@ -144,7 +155,7 @@ constexpr int kDecodeWarps = 8;
 // rows [0, pos + r].
 template <int kMaxD, typename T>
 __global__ void __launch_bounds__(kDecodeWarps* kWarpSize)
-    attention_decode_kernel(const T* __restrict__ qkv, const float* __restrict__ cache, int64_t pos,
+    attention_decode_kernel(const T* __restrict__ qkv, const T* __restrict__ cache, int64_t pos,
                             int64_t max_seq, int n, int heads, int head_dim, float scale, T* __restrict__ out) {
   constexpr int kPerLane = kMaxD / kWarpSize > 0 ? kMaxD / kWarpSize : 1;
   __shared__ float warp_m[kDecodeWarps], warp_l[kDecodeWarps], warp_o[kDecodeWarps][kPerLane * kWarpSize];
@@ -158,17 +169,17 @@ __global__ void __launch_bounds__(kDecodeWarps* kWarpSize)
     const int d = lane + kWarpSize * c;
     qv[c] = d < head_dim ? load_f32(qrow + d) : 0.0f;
   }
-  const float* kc = cache + static_cast<int64_t>(b) * max_seq * 2 * C + static_cast<int64_t>(h) * head_dim;
+  const T* kc = cache + static_cast<int64_t>(b) * max_seq * 2 * C + static_cast<int64_t>(h) * head_dim;
   const int64_t keys = pos + r + 1;
   float m = -INFINITY, l = 0.0f, o[kPerLane] = {};
   for (int64_t j = warp; j < keys; j += kDecodeWarps) {  // warp-uniform trip count
-    const float* kr = kc + j * 2 * C;
-    const float* vr = kr + C;
+    const T* kr = kc + j * 2 * C;
+    const T* vr = kr + C;
     float s = 0.0f;
 #pragma unroll
     for (int c = 0; c < kPerLane; ++c) {
       const int d = lane + kWarpSize * c;
-      if (d < head_dim) s = fmaf(qv[c], kr[d], s);
+      if (d < head_dim) s = fmaf(qv[c], load_f32(kr + d), s);
     }
     s = warp_allreduce(s, SumOp{}) * scale;
     const float m_new = fmaxf(m, s);
@@ -177,7 +188,7 @@ __global__ void __launch_bounds__(kDecodeWarps* kWarpSize)
 #pragma unroll
     for (int c = 0; c < kPerLane; ++c) {
       const int d = lane + kWarpSize * c;
-      o[c] = fmaf(p, d < head_dim ? vr[d] : 0.0f, o[c] * alpha);
+      o[c] = fmaf(p, d < head_dim ? load_f32(vr + d) : 0.0f, o[c] * alpha);
     }
     m = m_new;
   }
@@ -203,11 +214,11 @@ __global__ void __launch_bounds__(kDecodeWarps* kWarpSize)
   store_f32(out + (static_cast<int64_t>(b) * n + r) * C + static_cast<int64_t>(h) * head_dim + d, O / L);
 }
 
-template <int kMaxD>
-cudaError_t attention_forward_impl(const float* qkv, const AttentionGeometry& g, float* out, float* lse,
-                                   cudaStream_t stream) {
-  constexpr size_t smem = forward_smem_bytes<kMaxD>();
-  auto kernel = attention_forward_kernel<kMaxD, float>;
+template <int kMaxD, typename T>
+cudaError_t attention_forward_bucket(const T* qkv, const AttentionGeometry& g, T* out, float* lse,
+                                     cudaStream_t stream) {
+  constexpr size_t smem = forward_smem_bytes<kMaxD, T>();
+  auto kernel = attention_forward_kernel<kMaxD, T>;
   const cudaError_t err = allow_shared_memory(kernel, smem);
   if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned int>(g.batch * g.heads), static_cast<unsigned int>(tile_count(g.seq)));
@@ -217,11 +228,11 @@ cudaError_t attention_forward_impl(const float* qkv, const AttentionGeometry& g,
   return cudaGetLastError();
 }
 
-template <int kMaxD>
-cudaError_t attention_decode_impl(const float* qkv, int64_t pos, int64_t max_seq, const AttentionGeometry& g,
-                                  const float* cache, float* out, cudaStream_t stream) {
+template <int kMaxD, typename T>
+cudaError_t attention_decode_bucket(const T* qkv, int64_t pos, int64_t max_seq, const AttentionGeometry& g,
+                                    const T* cache, T* out, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned int>(g.batch * g.heads), static_cast<unsigned int>(g.seq));
-  attention_decode_kernel<kMaxD, float><<<grid, kDecodeWarps * kWarpSize, 0, stream>>>(
+  attention_decode_kernel<kMaxD, T><<<grid, kDecodeWarps * kWarpSize, 0, stream>>>(
       qkv, cache, pos, max_seq, static_cast<int>(g.seq), static_cast<int>(g.heads), static_cast<int>(g.head_dim),
       1.0f / sqrtf(static_cast<float>(g.head_dim)), out);
   return cudaGetLastError();
@@ -229,36 +240,60 @@ cudaError_t attention_decode_impl(const float* qkv, int64_t pos, int64_t max_seq
 
 bool empty(const AttentionGeometry& g) { return g.batch <= 0 || g.seq <= 0 || g.heads <= 0; }
 
-}  // namespace
-
-cudaError_t attention_forward(const float* qkv, const AttentionGeometry& g, float* out, float* lse,
-                              cudaStream_t stream) {
+// The launchers' bodies, shared by the fp32 and bf16 entry points (T: float or
+// __nv_bfloat16).
+template <typename T>
+cudaError_t attention_forward_impl(const T* qkv, const AttentionGeometry& g, T* out, float* lse,
+                                   cudaStream_t stream) {
   if (empty(g)) return cudaSuccess;
   if (!attention_grid_fits(g.batch * g.heads, tile_count(g.seq)) || g.seq > INT32_MAX) return cudaErrorInvalidValue;
   switch (head_dim_bucket(g.head_dim)) {
-    case 32: return attention_forward_impl<32>(qkv, g, out, lse, stream);
-    case 64: return attention_forward_impl<64>(qkv, g, out, lse, stream);
-    case 128: return attention_forward_impl<128>(qkv, g, out, lse, stream);
+    case 32: return attention_forward_bucket<32>(qkv, g, out, lse, stream);
+    case 64: return attention_forward_bucket<64>(qkv, g, out, lse, stream);
+    case 128: return attention_forward_bucket<128>(qkv, g, out, lse, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 
-cudaError_t attention_decode(const float* qkv, int64_t pos, int64_t max_seq, const AttentionGeometry& g,
-                             float* cache, float* out, cudaStream_t stream) {
+template <typename T>
+cudaError_t attention_decode_impl(const T* qkv, int64_t pos, int64_t max_seq, const AttentionGeometry& g, T* cache,
+                                  T* out, cudaStream_t stream) {
   if (empty(g)) return cudaSuccess;
   if (pos < 0 || pos + g.seq > max_seq || g.seq > 65535 || g.batch * g.heads > INT32_MAX ||
       head_dim_bucket(g.head_dim) == 0)
     return cudaErrorInvalidValue;  // checked before the cache is touched
   const int64_t rows = g.batch * g.seq, C = g.channels();
-  kv_cache_write_kernel<float><<<grid_1d(rows, 1), kBlockSize, 0, stream>>>(qkv, rows, g.seq, C, pos, max_seq, cache);
+  kv_cache_write_kernel<T><<<grid_1d(rows, 1), kBlockSize, 0, stream>>>(qkv, rows, g.seq, C, pos, max_seq, cache);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   switch (head_dim_bucket(g.head_dim)) {
-    case 32: return attention_decode_impl<32>(qkv, pos, max_seq, g, cache, out, stream);
-    case 64: return attention_decode_impl<64>(qkv, pos, max_seq, g, cache, out, stream);
-    case 128: return attention_decode_impl<128>(qkv, pos, max_seq, g, cache, out, stream);
+    case 32: return attention_decode_bucket<32>(qkv, pos, max_seq, g, cache, out, stream);
+    case 64: return attention_decode_bucket<64>(qkv, pos, max_seq, g, cache, out, stream);
+    case 128: return attention_decode_bucket<128>(qkv, pos, max_seq, g, cache, out, stream);
     default: return cudaErrorInvalidValue;
   }
+}
+
+}  // namespace
+
+cudaError_t attention_forward(const float* qkv, const AttentionGeometry& g, float* out, float* lse,
+                              cudaStream_t stream) {
+  return attention_forward_impl(qkv, g, out, lse, stream);
+}
+
+cudaError_t attention_decode(const float* qkv, int64_t pos, int64_t max_seq, const AttentionGeometry& g,
+                             float* cache, float* out, cudaStream_t stream) {
+  return attention_decode_impl(qkv, pos, max_seq, g, cache, out, stream);
+}
+
+cudaError_t attention_forward(const bf16* qkv, const AttentionGeometry& g, bf16* out, float* lse,
+                              cudaStream_t stream) {
+  return attention_forward_impl(device_ptr(qkv), g, device_ptr(out), lse, stream);
+}
+
+cudaError_t attention_decode(const bf16* qkv, int64_t pos, int64_t max_seq, const AttentionGeometry& g,
+                             bf16* cache, bf16* out, cudaStream_t stream) {
+  return attention_decode_impl(device_ptr(qkv), pos, max_seq, g, device_ptr(cache), device_ptr(out), stream);
 }
 
 }  // namespace shardtrain::kernels

@@ -19,6 +19,10 @@
 // products are done twice), every output element has one writer and one fixed summation
 // order, so dqkv is bitwise reproducible. Pass 1 starts with the key tiles that see the
 // most query tiles, pass 2 with the query tiles that see the most key tiles.
+//
+// Mixed precision (T = __nv_bfloat16) is the same kernels with bf16 head tiles in shared
+// memory (exact copies of the bf16 inputs); P, dP, dS, D_i, lse and the dq / dk / dv
+// accumulators are fp32 as in the fp32 kernels, and dqkv is rounded once on the store.
 #include <cmath>
 
 #include "kernels/attention.h"
@@ -30,12 +34,17 @@ namespace {
 
 using namespace attention_tile;
 
-// Both passes: four head tiles (q, dout, k, v), a score-shaped tile shared by P and dS,
-// and lse and D for the query tile.
-template <int kMaxD>
+// Both passes: four head tiles (q, dout, k, v) of the activations' type T, then in fp32 a
+// score-shaped tile shared by P and dS, and lse and D for the query tile. fp32: 49.75 /
+// 81.75 / 145.75 KiB for head-dim buckets 32 / 64 / 128; bf16: 33.75 / 49.75 / 81.75 KiB.
+template <int kMaxD, typename T>
 constexpr size_t backward_smem_bytes() {
-  return (4 * Dims<kMaxD>::kTileFloats + kTile * kPStride + 2 * kTile) * sizeof(float);
+  return 4 * Dims<kMaxD, T>::kTileBytes + (kTile * kPStride + 2 * kTile) * sizeof(float);
 }
+static_assert(backward_smem_bytes<64, float>() == 83712 && backward_smem_bytes<128, float>() == 149248,
+              "fp32 backward: the shared memory it always used");
+static_assert(backward_smem_bytes<128, __nv_bfloat16>() <= backward_smem_bytes<128, float>(),
+              "bf16 backward: no more shared memory than fp32");
 
 // What both passes set up: the shared-memory tiles (k, v, q, dout, one score-shaped tile
 // for P and then dS, lse and D of the query tile), this block's sequence b and head h
@@ -43,7 +52,8 @@ constexpr size_t backward_smem_bytes() {
 // (ty, tx).
 template <int kMaxD, typename T>
 struct BackwardBlock {
-  float *Ks, *Vs, *Qs, *dOs, *Ps, *lse_s, *delta_s;
+  T *Ks, *Vs, *Qs, *dOs;       // head tiles
+  float *Ps, *lse_s, *delta_s;
   int bh, b, h, ty, tx;
   int64_t C, ld;            // channels; qkv's row stride 3C (dout's is C)
   const T *q, *k, *v, *dout;  // row 0 of this head in sequence b
@@ -51,11 +61,12 @@ struct BackwardBlock {
 
   __device__ BackwardBlock(float* smem, const T* qkv, const T* dout_all, T* dqkv, int seq, int heads,
                            int head_dim) {
-    Ks = smem;
-    Vs = Ks + Dims<kMaxD>::kTileFloats;
-    Qs = Vs + Dims<kMaxD>::kTileFloats;
-    dOs = Qs + Dims<kMaxD>::kTileFloats;
-    Ps = dOs + Dims<kMaxD>::kTileFloats;
+    constexpr int kElems = Dims<kMaxD, T>::kTileElems;
+    Ks = reinterpret_cast<T*>(smem);
+    Vs = Ks + kElems;
+    Qs = Vs + kElems;
+    dOs = Qs + kElems;
+    Ps = reinterpret_cast<float*>(dOs + kElems);  // kTileBytes is a multiple of 4
     lse_s = Ps + kTile * kPStride;
     delta_s = lse_s + kTile;
     bh = blockIdx.x;
@@ -200,12 +211,12 @@ __global__ void __launch_bounds__(kThreads)
   store_rows<kMaxD>(dq, scale, ty, tx, q0, seq, head_dim, blk.ld, blk.dq);
 }
 
-template <int kMaxD>
-cudaError_t attention_backward_impl(const float* dout, const float* qkv, const float* lse, const float* delta,
-                                    const AttentionGeometry& g, float* dqkv, cudaStream_t stream) {
-  constexpr size_t smem = backward_smem_bytes<kMaxD>();
-  auto dkdv = attention_backward_dkdv_kernel<kMaxD, float>;
-  auto dq = attention_backward_dq_kernel<kMaxD, float>;
+template <int kMaxD, typename T>
+cudaError_t attention_backward_bucket(const T* dout, const T* qkv, const float* lse, const float* delta,
+                                      const AttentionGeometry& g, T* dqkv, cudaStream_t stream) {
+  constexpr size_t smem = backward_smem_bytes<kMaxD, T>();
+  auto dkdv = attention_backward_dkdv_kernel<kMaxD, T>;
+  auto dq = attention_backward_dq_kernel<kMaxD, T>;
   cudaError_t err = allow_shared_memory(dkdv, smem);
   if (err == cudaSuccess) err = allow_shared_memory(dq, smem);
   if (err != cudaSuccess) return err;
@@ -219,6 +230,28 @@ cudaError_t attention_backward_impl(const float* dout, const float* qkv, const f
   return cudaGetLastError();
 }
 
+// The launcher's body, shared by the fp32 and bf16 entry points (T: float or
+// __nv_bfloat16). D_i is fp32 either way.
+template <typename T>
+cudaError_t attention_backward_impl(const T* dout, const T* qkv, const T* out, const float* lse,
+                                    const AttentionGeometry& g, void* workspace, T* dqkv, cudaStream_t stream) {
+  if (g.batch <= 0 || g.seq <= 0 || g.heads <= 0) return cudaSuccess;
+  const int bucket = head_dim_bucket(g.head_dim);
+  if (bucket == 0 || !attention_grid_fits(g.batch * g.heads, tile_count(g.seq)) || g.seq > INT32_MAX)
+    return cudaErrorInvalidValue;
+  float* delta = static_cast<float*>(workspace);
+  const int64_t rows = g.batch * g.seq * g.heads;
+  attention_row_dot_kernel<T><<<grid_1d(rows, kBlockSize / kWarpSize), kBlockSize, 0, stream>>>(
+      dout, out, rows, static_cast<int>(g.seq), static_cast<int>(g.heads), static_cast<int>(g.head_dim), delta);
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  switch (bucket) {
+    case 32: return attention_backward_bucket<32>(dout, qkv, lse, delta, g, dqkv, stream);
+    case 64: return attention_backward_bucket<64>(dout, qkv, lse, delta, g, dqkv, stream);
+    default: return attention_backward_bucket<128>(dout, qkv, lse, delta, g, dqkv, stream);
+  }
+}
+
 }  // namespace
 
 size_t attention_backward_workspace_bytes(const AttentionGeometry& g) {
@@ -228,21 +261,13 @@ size_t attention_backward_workspace_bytes(const AttentionGeometry& g) {
 
 cudaError_t attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
                                const AttentionGeometry& g, void* workspace, float* dqkv, cudaStream_t stream) {
-  if (g.batch <= 0 || g.seq <= 0 || g.heads <= 0) return cudaSuccess;
-  const int bucket = head_dim_bucket(g.head_dim);
-  if (bucket == 0 || !attention_grid_fits(g.batch * g.heads, tile_count(g.seq)) || g.seq > INT32_MAX)
-    return cudaErrorInvalidValue;
-  float* delta = static_cast<float*>(workspace);
-  const int64_t rows = g.batch * g.seq * g.heads;
-  attention_row_dot_kernel<float><<<grid_1d(rows, kBlockSize / kWarpSize), kBlockSize, 0, stream>>>(
-      dout, out, rows, static_cast<int>(g.seq), static_cast<int>(g.heads), static_cast<int>(g.head_dim), delta);
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) return err;
-  switch (bucket) {
-    case 32: return attention_backward_impl<32>(dout, qkv, lse, delta, g, dqkv, stream);
-    case 64: return attention_backward_impl<64>(dout, qkv, lse, delta, g, dqkv, stream);
-    default: return attention_backward_impl<128>(dout, qkv, lse, delta, g, dqkv, stream);
-  }
+  return attention_backward_impl(dout, qkv, out, lse, g, workspace, dqkv, stream);
+}
+
+cudaError_t attention_backward(const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
+                               const AttentionGeometry& g, void* workspace, bf16* dqkv, cudaStream_t stream) {
+  return attention_backward_impl(device_ptr(dout), device_ptr(qkv), device_ptr(out), lse, g, workspace,
+                                 device_ptr(dqkv), stream);
 }
 
 }  // namespace shardtrain::kernels

@@ -9,12 +9,19 @@
 // rows ty + 16a and head columns tx + 16c. A row of a score tile therefore lives in the 16
 // lanes of one half-warp, so row maxima and sums are 4-step shuffle butterflies.
 //
-// Shared-memory tiles of q, k, v, dout are [kTile][kMaxD + 1] floats, zero-filled past the
-// sequence end and past the head dim: the padded columns add exact zeros to every dot
-// product, so the loops run over the compile-time kMaxD. The +1 makes the row stride odd,
-// so the 16 different rows a half-warp reads at one column fall in 16 different banks.
+// Shared-memory tiles of q, k, v, dout are [kTile][kStride] elements of the activations'
+// type S (float, or __nv_bfloat16 under mixed precision), zero-filled past the sequence end
+// and past the head dim: the padded columns add exact zeros to every dot product, so the
+// loops run over the compile-time kMaxD. The stride is chosen so that the 16 different
+// rows a half-warp reads at one column fall in 16 different 4-byte banks: kMaxD + 1 floats
+// (an odd number of words), or kMaxD + 2 bf16 values (kMaxD / 2 + 1 words, odd for every
+// bucket). bf16 tiles hold the bf16 inputs exactly, so they give the same scores as fp32
+// tiles of the same inputs would, in half the shared memory; every product and sum is
+// fp32 in registers either way. Score-shaped tiles (probabilities, their gradients) are
+// always fp32.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/kernel_util.cuh"
@@ -27,12 +34,16 @@ constexpr int kPerThread = kTile / 16;
 constexpr int kPStride = kTile + 1;  // row stride of the [kTile][kTile] probability tile
 static_assert(kThreads == 16 * 16, "thread grid");
 
-template <int kMaxD>
+// S: the element type of the head tiles (float or __nv_bfloat16).
+template <int kMaxD, typename S = float>
 struct Dims {
   static_assert(kMaxD % 16 == 0 && (kMaxD & (kMaxD - 1)) == 0, "head-dim bucket: a power of two >= 16");
-  static constexpr int kStride = kMaxD + 1;           // row stride of a head tile
-  static constexpr int kTileFloats = kTile * kStride;  // one head tile
-  static constexpr int kCols = kMaxD / 16;            // accumulator columns per thread
+  static_assert(sizeof(S) == 4 || sizeof(S) == 2, "head tiles: float or bf16");
+  static constexpr int kStride = sizeof(S) == 4 ? kMaxD + 1 : kMaxD + 2;  // row stride of a head tile
+  static_assert((kStride * sizeof(S) / 4) % 2 == 1, "odd row stride in 4-byte words: no bank conflicts");
+  static constexpr int kTileElems = kTile * kStride;             // one head tile
+  static constexpr size_t kTileBytes = kTileElems * sizeof(S);  // a multiple of 4: fp32 tiles may follow
+  static constexpr int kCols = kMaxD / 16;                      // accumulator columns per thread
 };
 
 // Blocks launched over (sequence x head, tile) never exceed these.
@@ -42,32 +53,34 @@ inline bool attention_grid_fits(int64_t batch_heads, int64_t tiles) {
 inline int64_t tile_count(int64_t seq) { return (seq + kTile - 1) / kTile; }
 
 // dst [kTile][kStride] = rows [row0, row0 + kTile) of a head's columns [0, kMaxD), row r of
-// the source at src + r * ld, zero for rows >= rows_valid or columns >= cols_valid.
+// the source at src + r * ld, zero for rows >= rows_valid or columns >= cols_valid. The
+// tile has the source's element type, so this is a copy (a bf16 widened to fp32 and
+// rounded back is itself).
 template <int kMaxD, typename T>
 __device__ __forceinline__ void load_tile(const T* src, int64_t ld, int row0, int rows_valid, int cols_valid,
-                                          float* dst) {
+                                          T* dst) {
   for (int e = threadIdx.x; e < kTile * kMaxD; e += kThreads) {
     const int r = e / kMaxD, d = e % kMaxD;  // consecutive threads: consecutive columns
     const int row = row0 + r;
-    dst[r * Dims<kMaxD>::kStride + d] =
-        row < rows_valid && d < cols_valid ? load_f32(src + static_cast<int64_t>(row) * ld + d) : 0.0f;
+    store_f32(dst + r * Dims<kMaxD, T>::kStride + d,
+              row < rows_valid && d < cols_valid ? load_f32(src + static_cast<int64_t>(row) * ld + d) : 0.0f);
   }
 }
 
 // acc[a][b] += sum over d < kMaxD of A[ty + 16a][d] * B[tx + 16b][d]: this thread's part of
 // A B^T for two head tiles. Explicit FMAs (the library's --fmad=false only stops the
 // compiler from contracting on its own).
-template <int kMaxD>
-__device__ __forceinline__ void tile_dot(const float* A, const float* B, int ty, int tx,
+template <int kMaxD, typename S>
+__device__ __forceinline__ void tile_dot(const S* A, const S* B, int ty, int tx,
                                          float (&acc)[kPerThread][kPerThread]) {
-  constexpr int kS = Dims<kMaxD>::kStride;
+  constexpr int kS = Dims<kMaxD, S>::kStride;
 #pragma unroll 8
   for (int d = 0; d < kMaxD; ++d) {
     float av[kPerThread], bv[kPerThread];
 #pragma unroll
-    for (int a = 0; a < kPerThread; ++a) av[a] = A[(ty + 16 * a) * kS + d];
+    for (int a = 0; a < kPerThread; ++a) av[a] = load_f32(A + (ty + 16 * a) * kS + d);
 #pragma unroll
-    for (int b = 0; b < kPerThread; ++b) bv[b] = B[(tx + 16 * b) * kS + d];
+    for (int b = 0; b < kPerThread; ++b) bv[b] = load_f32(B + (tx + 16 * b) * kS + d);
 #pragma unroll
     for (int a = 0; a < kPerThread; ++a)
 #pragma unroll
@@ -78,10 +91,10 @@ __device__ __forceinline__ void tile_dot(const float* A, const float* B, int ty,
 // acc[a][c] += sum over r < kTile of P[r][row_a] * M[r][tx + 16c] when `transposed`
 // (P^T M, rows of the result are columns of P), else of P[row_a][r] * M[r][tx + 16c]
 // (P M); row_a = ty + 16a. P is a [kTile][kPStride] tile, M a head tile.
-template <int kMaxD, bool kTransposed>
-__device__ __forceinline__ void tile_accumulate(const float* P, const float* M, int ty, int tx,
+template <int kMaxD, bool kTransposed, typename S>
+__device__ __forceinline__ void tile_accumulate(const float* P, const S* M, int ty, int tx,
                                                 float (&acc)[kPerThread][Dims<kMaxD>::kCols]) {
-  constexpr int kS = Dims<kMaxD>::kStride, kCols = Dims<kMaxD>::kCols;
+  constexpr int kS = Dims<kMaxD, S>::kStride, kCols = Dims<kMaxD>::kCols;
 #pragma unroll 4
   for (int r = 0; r < kTile; ++r) {
     float pv[kPerThread];
@@ -90,7 +103,7 @@ __device__ __forceinline__ void tile_accumulate(const float* P, const float* M, 
       pv[a] = kTransposed ? P[r * kPStride + ty + 16 * a] : P[(ty + 16 * a) * kPStride + r];
 #pragma unroll
     for (int c = 0; c < kCols; ++c) {
-      const float mv = M[r * kS + tx + 16 * c];
+      const float mv = load_f32(M + r * kS + tx + 16 * c);
 #pragma unroll
       for (int a = 0; a < kPerThread; ++a) acc[a][c] = fmaf(pv[a], mv, acc[a][c]);
     }

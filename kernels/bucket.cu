@@ -10,6 +10,10 @@
 // so big and small tensors are spread evenly over the grid. More segments take more
 // launches, with the flat pointer advanced past the ones already done. Multiplying by
 // 1.0f is exact, so scale = 1 is a plain copy, as on the CPU.
+//
+// bf16 buckets (comm.grad_dtype BF16) are the same kernel with a bf16 flat buffer: pack
+// computes scale * g in fp32 and rounds it once to nearest-even, unpack widens exactly and
+// then scales in fp32; the segments are fp32 gradients either way.
 #include "kernels/bucket.h"
 
 #include "kernels/kernel_util.cuh"
@@ -31,9 +35,10 @@ struct SegmentTable {
 // Kernel parameters are limited to 4 KiB on every architecture we build for.
 static_assert(sizeof(SegmentTable) + 3 * sizeof(int64_t) <= 4096, "segment table exceeds kernel parameter space");
 
-// kPack: flat[off + i] = data[i] * scale; else data[i] = flat[off + i] * scale.
-template <bool kPack>
-__global__ void grad_bucket_kernel(SegmentTable table, float* flat, float scale) {
+// kPack: flat[off + i] = data[i] * scale; else data[i] = flat[off + i] * scale. F is the
+// element type of flat (float or __nv_bfloat16: rounded once on pack, widened on unpack).
+template <bool kPack, typename F>
+__global__ void grad_bucket_kernel(SegmentTable table, F* flat, float scale) {
   const int64_t chunks = table.chunk_start[table.count];
   for (int64_t chunk = blockIdx.x; chunk < chunks; chunk += gridDim.x) {
     // Last segment whose first chunk is <= chunk (empty segments have zero chunks and are
@@ -51,19 +56,19 @@ __global__ void grad_bucket_kernel(SegmentTable table, float* flat, float scale)
     const int64_t begin = (chunk - table.chunk_start[s]) * kChunk;
     const int64_t end = table.numel[s] - begin < kChunk ? table.numel[s] : begin + kChunk;
     float* seg = table.data[s];
-    float* f = flat + table.flat_offset[s];
+    F* f = flat + table.flat_offset[s];
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
       if (kPack) {
-        f[i] = seg[i] * scale;
+        store_f32(f + i, seg[i] * scale);
       } else {
-        seg[i] = f[i] * scale;
+        seg[i] = load_f32(f + i) * scale;
       }
     }
   }
 }
 
-template <bool kPack>
-cudaError_t grad_bucket_apply(const GradSegment* segs, int count, float scale, float* flat, cudaStream_t stream) {
+template <bool kPack, typename F>
+cudaError_t grad_bucket_apply(const GradSegment* segs, int count, float scale, F* flat, cudaStream_t stream) {
   for (int first = 0; first < count; first += kBucketSegmentsPerLaunch) {
     SegmentTable table{};
     table.count = count - first < kBucketSegmentsPerLaunch ? count - first : kBucketSegmentsPerLaunch;
@@ -79,7 +84,7 @@ cudaError_t grad_bucket_apply(const GradSegment* segs, int count, float scale, f
     }
     table.chunk_start[table.count] = chunks;
     if (chunks > 0) {
-      grad_bucket_kernel<kPack><<<grid_1d(chunks, 1), kBlockSize, 0, stream>>>(table, flat, scale);
+      grad_bucket_kernel<kPack, F><<<grid_1d(chunks, 1), kBlockSize, 0, stream>>>(table, flat, scale);
       const cudaError_t err = cudaGetLastError();
       if (err != cudaSuccess) return err;
     }
@@ -94,10 +99,19 @@ cudaError_t grad_bucket_pack(const GradSegment* segs, int count, float scale, fl
   return grad_bucket_apply<true>(segs, count, scale, flat, stream);
 }
 
+cudaError_t grad_bucket_pack(const GradSegment* segs, int count, float scale, bf16* flat, cudaStream_t stream) {
+  return grad_bucket_apply<true>(segs, count, scale, device_ptr(flat), stream);
+}
+
 cudaError_t grad_bucket_unpack(const float* flat, float scale, const GradSegment* segs, int count,
                                cudaStream_t stream) {
   // Unpack only reads flat; the shared kernel takes a non-const pointer for both directions.
   return grad_bucket_apply<false>(segs, count, scale, const_cast<float*>(flat), stream);
+}
+
+cudaError_t grad_bucket_unpack(const bf16* flat, float scale, const GradSegment* segs, int count,
+                               cudaStream_t stream) {
+  return grad_bucket_apply<false>(segs, count, scale, const_cast<__nv_bfloat16*>(device_ptr(flat)), stream);
 }
 
 }  // namespace shardtrain::kernels

@@ -15,6 +15,12 @@
 // (distinct ids x dim / 32) warps. Warps whose sorted position does not start a run exit
 // at once. Out-of-range ids are given the key `vocab` before the sort (so they cannot
 // fall into a real id's run) and their run is skipped.
+//
+// Mixed precision: both kernels are templates over the element type of the table / y /
+// dy (float or __nv_bfloat16). The bf16 forward copies bf16 rows (widening and narrowing
+// an exact value is the identity); the bf16 backward widens each dy element and adds it
+// into the fp32 master gradient in the same run order as the fp32 kernel, so it is as
+// deterministic.
 #include "kernels/embedding.h"
 
 #include <cub/device/device_radix_sort.cuh>
@@ -99,28 +105,17 @@ cudaError_t sort_scratch_bytes(int64_t n, int64_t vocab, size_t* bytes) {
                                          static_cast<int32_t*>(nullptr), static_cast<int>(n), 0, key_bits(vocab));
 }
 
-}  // namespace
-
-cudaError_t embedding_forward(const int32_t* ids, int64_t n, const float* table, int64_t vocab, int64_t dim,
-                              float* y, cudaStream_t stream) {
+template <typename T>
+cudaError_t embedding_forward_impl(const int32_t* ids, int64_t n, const T* table, int64_t vocab, int64_t dim, T* y,
+                                   cudaStream_t stream) {
   if (n <= 0 || dim <= 0) return cudaSuccess;
-  embedding_forward_kernel<float><<<grid_1d(n, 1), kBlockSize, 0, stream>>>(ids, n, table, vocab, dim, y);
+  embedding_forward_kernel<T><<<grid_1d(n, 1), kBlockSize, 0, stream>>>(ids, n, table, vocab, dim, y);
   return cudaGetLastError();
 }
 
-cudaError_t embedding_backward_workspace_bytes(int64_t n, int64_t vocab, size_t* bytes) {
-  *bytes = 0;
-  if (n <= 0) return cudaSuccess;
-  if (n > INT32_MAX || vocab < 0 || vocab >= INT32_MAX) return cudaErrorInvalidValue;
-  size_t scratch = 0;
-  const cudaError_t err = sort_scratch_bytes(n, vocab, &scratch);
-  if (err != cudaSuccess) return err;
-  *bytes = 4 * align_up(static_cast<size_t>(n) * sizeof(int32_t)) + scratch;
-  return cudaSuccess;
-}
-
-cudaError_t embedding_backward(const int32_t* ids, int64_t n, const float* dy, int64_t vocab, int64_t dim,
-                               void* workspace, size_t workspace_bytes, float* dtable, cudaStream_t stream) {
+template <typename T>
+cudaError_t embedding_backward_impl(const int32_t* ids, int64_t n, const T* dy, int64_t vocab, int64_t dim,
+                                    void* workspace, size_t workspace_bytes, float* dtable, cudaStream_t stream) {
   if (n <= 0 || dim <= 0 || vocab <= 0) return cudaSuccess;
   size_t needed = 0;
   cudaError_t err = embedding_backward_workspace_bytes(n, vocab, &needed);
@@ -137,9 +132,42 @@ cudaError_t embedding_backward(const int32_t* ids, int64_t n, const float* dy, i
   constexpr int kWarps = kBlockSize / kWarpSize;
   const dim3 grid(static_cast<unsigned int>((n + kWarps - 1) / kWarps),
                   static_cast<unsigned int>((dim + kWarpSize - 1) / kWarpSize));
-  embedding_backward_runs_kernel<float>
+  embedding_backward_runs_kernel<T>
       <<<grid, kBlockSize, 0, stream>>>(ws.keys_out, ws.pos_out, n, dy, vocab, dim, dtable);
   return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t embedding_backward_workspace_bytes(int64_t n, int64_t vocab, size_t* bytes) {
+  *bytes = 0;
+  if (n <= 0) return cudaSuccess;
+  if (n > INT32_MAX || vocab < 0 || vocab >= INT32_MAX) return cudaErrorInvalidValue;
+  size_t scratch = 0;
+  const cudaError_t err = sort_scratch_bytes(n, vocab, &scratch);
+  if (err != cudaSuccess) return err;
+  *bytes = 4 * align_up(static_cast<size_t>(n) * sizeof(int32_t)) + scratch;
+  return cudaSuccess;
+}
+
+cudaError_t embedding_forward(const int32_t* ids, int64_t n, const float* table, int64_t vocab, int64_t dim,
+                              float* y, cudaStream_t stream) {
+  return embedding_forward_impl(ids, n, table, vocab, dim, y, stream);
+}
+
+cudaError_t embedding_backward(const int32_t* ids, int64_t n, const float* dy, int64_t vocab, int64_t dim,
+                               void* workspace, size_t workspace_bytes, float* dtable, cudaStream_t stream) {
+  return embedding_backward_impl(ids, n, dy, vocab, dim, workspace, workspace_bytes, dtable, stream);
+}
+
+cudaError_t embedding_forward(const int32_t* ids, int64_t n, const bf16* table, int64_t vocab, int64_t dim,
+                              bf16* y, cudaStream_t stream) {
+  return embedding_forward_impl(ids, n, device_ptr(table), vocab, dim, device_ptr(y), stream);
+}
+
+cudaError_t embedding_backward(const int32_t* ids, int64_t n, const bf16* dy, int64_t vocab, int64_t dim,
+                               void* workspace, size_t workspace_bytes, float* dtable, cudaStream_t stream) {
+  return embedding_backward_impl(ids, n, device_ptr(dy), vocab, dim, workspace, workspace_bytes, dtable, stream);
 }
 
 }  // namespace shardtrain::kernels

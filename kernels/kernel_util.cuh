@@ -12,11 +12,14 @@
 // block size, never on scheduling, so the same input always gives the same bits.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+
+#include "core/bfloat16.h"
 
 namespace shardtrain::kernels {
 
@@ -95,11 +98,26 @@ __device__ __forceinline__ double block_sum(double v) { return block_allreduce(v
 __device__ __forceinline__ int64_t global_warp() { return grid_thread_index() / kWarpSize; }
 __device__ __forceinline__ int64_t warp_count() { return grid_thread_count() / kWarpSize; }
 
-// Element type of activations. Kernels that touch activations are templates over it, so a
-// bf16 variant is an instantiation away; arithmetic is always fp32 (or wider).
-template <typename T>
-__device__ __forceinline__ float load_f32(const T* p) { return static_cast<float>(*p); }
-template <typename T>
-__device__ __forceinline__ void store_f32(T* p, float v) { *p = static_cast<T>(v); }
+// Element type of activations: float, or __nv_bfloat16 for mixed precision. Kernels that
+// touch activations are templates over it and go through these two overloads, so a bf16
+// variant is an instantiation away. Arithmetic is always fp32 (or wider) in registers:
+// a bf16 load widens exactly, a bf16 store rounds once to nearest-even. The float
+// overloads are plain loads and stores, so the fp32 instantiations compile to what a
+// kernel written on float would.
+__device__ __forceinline__ float load_f32(const float* p) { return *p; }
+__device__ __forceinline__ float load_f32(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void store_f32(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store_f32(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+// The launchers take shardtrain::bf16 (core/bfloat16.h: plain C++, so headers shared with
+// host code need no CUDA header) and hand the kernels CUDA's type, which has the same
+// layout. device_ptr maps both element types of a launcher's pointers to the kernels'
+// (float stays float), so one templated launcher body serves fp32 and bf16.
+static_assert(sizeof(__nv_bfloat16) == sizeof(bf16) && alignof(__nv_bfloat16) == alignof(bf16),
+              "bf16 and __nv_bfloat16 share a layout");
+inline float* device_ptr(float* p) { return p; }
+inline const float* device_ptr(const float* p) { return p; }
+inline __nv_bfloat16* device_ptr(bf16* p) { return reinterpret_cast<__nv_bfloat16*>(p); }
+inline const __nv_bfloat16* device_ptr(const bf16* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }
 
 }  // namespace shardtrain::kernels

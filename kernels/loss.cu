@@ -27,6 +27,10 @@
 // lowest index among equal maxima, which is what the CPU's strict left-to-right scan
 // returns. Correct rows are counted per warp and added to the device counter with one
 // integer atomic per warp: integer sums do not depend on order.
+//
+// Mixed precision: the kernels are templates over the element type of the logits (float
+// or __nv_bfloat16). With bf16 logits everything after the load is the fp32 code: stats
+// and losses are fp32, and dlogits is rounded to bf16 once on the store.
 #include "kernels/loss.h"
 
 #include <cmath>
@@ -164,41 +168,75 @@ unsigned int row_grid(int64_t rows) {
   return grid_1d(rows, RowGroup<kThreads>::kRowsPerBlock);
 }
 
-}  // namespace
-
-cudaError_t softmax_xent_forward(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
-                                 float* stats, float* losses, cudaStream_t stream) {
+template <typename T>
+cudaError_t softmax_xent_forward_impl(const T* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                                      float* stats, float* losses, cudaStream_t stream) {
   if (n <= 0 || c <= 0) return cudaSuccess;
   if (c > kBlockPerRowAbove) {
-    softmax_xent_forward_kernel<kBlockSize, float>
+    softmax_xent_forward_kernel<kBlockSize, T>
         <<<row_grid<kBlockSize>(n), kBlockSize, 0, stream>>>(logits, ld, labels, n, c, stats, losses);
   } else {
-    softmax_xent_forward_kernel<kWarpSize, float>
+    softmax_xent_forward_kernel<kWarpSize, T>
         <<<row_grid<kWarpSize>(n), kBlockSize, 0, stream>>>(logits, ld, labels, n, c, stats, losses);
   }
   return cudaGetLastError();
 }
 
-cudaError_t softmax_xent_backward(const float* logits, int64_t ld, const float* stats, const int32_t* labels,
-                                  int64_t n, int64_t c, float scale, float* dlogits, cudaStream_t stream) {
+template <typename T>
+cudaError_t softmax_xent_backward_impl(const T* logits, int64_t ld, const float* stats, const int32_t* labels,
+                                       int64_t n, int64_t c, float scale, T* dlogits, cudaStream_t stream) {
   if (n <= 0 || ld <= 0) return cudaSuccess;
   if (c > kBlockPerRowAbove) {
-    softmax_xent_backward_kernel<kBlockSize, float>
+    softmax_xent_backward_kernel<kBlockSize, T>
         <<<row_grid<kBlockSize>(n), kBlockSize, 0, stream>>>(logits, ld, stats, labels, n, c, scale, dlogits);
   } else {
-    softmax_xent_backward_kernel<kWarpSize, float>
+    softmax_xent_backward_kernel<kWarpSize, T>
         <<<row_grid<kWarpSize>(n), kBlockSize, 0, stream>>>(logits, ld, stats, labels, n, c, scale, dlogits);
   }
   return cudaGetLastError();
 }
 
-cudaError_t count_correct(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
-                          unsigned long long* count, cudaStream_t stream) {
+template <typename T>
+cudaError_t count_correct_impl(const T* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                               unsigned long long* count, cudaStream_t stream) {
   // The count is overwritten, so it is zeroed even when there are no rows to count.
   const cudaError_t err = cudaMemsetAsync(count, 0, sizeof(*count), stream);
   if (err != cudaSuccess || n <= 0 || c <= 0) return err;
-  count_correct_kernel<float><<<row_grid<kWarpSize>(n), kBlockSize, 0, stream>>>(logits, ld, labels, n, c, count);
+  count_correct_kernel<T><<<row_grid<kWarpSize>(n), kBlockSize, 0, stream>>>(logits, ld, labels, n, c, count);
   return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t softmax_xent_forward(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                                 float* stats, float* losses, cudaStream_t stream) {
+  return softmax_xent_forward_impl(logits, ld, labels, n, c, stats, losses, stream);
+}
+
+cudaError_t softmax_xent_backward(const float* logits, int64_t ld, const float* stats, const int32_t* labels,
+                                  int64_t n, int64_t c, float scale, float* dlogits, cudaStream_t stream) {
+  return softmax_xent_backward_impl(logits, ld, stats, labels, n, c, scale, dlogits, stream);
+}
+
+cudaError_t count_correct(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                          unsigned long long* count, cudaStream_t stream) {
+  return count_correct_impl(logits, ld, labels, n, c, count, stream);
+}
+
+cudaError_t softmax_xent_forward(const bf16* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                                 float* stats, float* losses, cudaStream_t stream) {
+  return softmax_xent_forward_impl(device_ptr(logits), ld, labels, n, c, stats, losses, stream);
+}
+
+cudaError_t softmax_xent_backward(const bf16* logits, int64_t ld, const float* stats, const int32_t* labels,
+                                  int64_t n, int64_t c, float scale, bf16* dlogits, cudaStream_t stream) {
+  return softmax_xent_backward_impl(device_ptr(logits), ld, stats, labels, n, c, scale, device_ptr(dlogits),
+                                    stream);
+}
+
+cudaError_t count_correct(const bf16* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c,
+                          unsigned long long* count, cudaStream_t stream) {
+  return count_correct_impl(device_ptr(logits), ld, labels, n, c, count, stream);
 }
 
 }  // namespace shardtrain::kernels

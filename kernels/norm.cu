@@ -22,6 +22,12 @@
 // GPT-2 small's 8192 x 768 rows: a few microseconds, paid for reproducibility. (The
 // parameter pass runs before the dx pass here, but Backend::layernorm_backward does not
 // allow dx to alias dy: the CPU reference computes dx first.)
+//
+// Mixed precision: the kernels are templates over the element type of x, weight, bias, y,
+// dy and dx (float or __nv_bfloat16), read through load_f32 and written through
+// store_f32, so the bf16 variant does the fp32 variant's arithmetic on the widened values
+// and rounds y and dx once. mean, rstd, the double partial sums and dweight / dbias (the
+// fp32 master gradients) are the same in both.
 #include "kernels/norm.h"
 
 #include <algorithm>
@@ -38,8 +44,8 @@ constexpr int64_t kRowsPerChunk = 64;  // rows per partial sum of dweight / dbia
 int64_t chunk_count(int64_t rows) { return (rows + kRowsPerChunk - 1) / kRowsPerChunk; }
 
 template <typename T>
-__global__ void layernorm_forward_kernel(const T* __restrict__ x, const float* __restrict__ w,
-                                         const float* __restrict__ b, float eps, int64_t rows, int64_t c,
+__global__ void layernorm_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                         const T* __restrict__ b, float eps, int64_t rows, int64_t c,
                                          T* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd) {
   const int lane = threadIdx.x % kWarpSize;
   for (int64_t r = global_warp(); r < rows; r += warp_count()) {
@@ -56,7 +62,8 @@ __global__ void layernorm_forward_kernel(const T* __restrict__ x, const float* _
     v = warp_sum(v);
     const float rs = static_cast<float>(1.0 / sqrt(v / c + eps));
     T* yr = y + r * c;
-    for (int64_t i = lane; i < c; i += kWarpSize) store_f32(yr + i, (load_f32(xr + i) - m) * rs * w[i] + b[i]);
+    for (int64_t i = lane; i < c; i += kWarpSize)
+      store_f32(yr + i, (load_f32(xr + i) - m) * rs * load_f32(w + i) + load_f32(b + i));
     if (lane == 0) {
       mean[r] = m;
       rstd[r] = rs;
@@ -68,7 +75,7 @@ __global__ void layernorm_forward_kernel(const T* __restrict__ x, const float* _
 // No __restrict__ on dy / dx: they may alias (each element is read before it is written,
 // by the same lane).
 template <typename T>
-__global__ void layernorm_backward_dx_kernel(const T* dy, const T* __restrict__ x, const float* __restrict__ w,
+__global__ void layernorm_backward_dx_kernel(const T* dy, const T* __restrict__ x, const T* __restrict__ w,
                                              const float* __restrict__ mean, const float* __restrict__ rstd,
                                              int64_t rows, int64_t c, T* dx) {
   const int lane = threadIdx.x % kWarpSize;
@@ -77,7 +84,7 @@ __global__ void layernorm_backward_dx_kernel(const T* dy, const T* __restrict__ 
     const float m = mean[r], rs = rstd[r];
     double sg = 0.0, sgx = 0.0;
     for (int64_t i = lane; i < c; i += kWarpSize) {
-      const float g = load_f32(dyr + i) * w[i];
+      const float g = load_f32(dyr + i) * load_f32(w + i);
       sg += g;
       sgx += static_cast<double>(g) * ((load_f32(xr + i) - m) * rs);
     }
@@ -86,7 +93,7 @@ __global__ void layernorm_backward_dx_kernel(const T* dy, const T* __restrict__ 
     const float mg = static_cast<float>(sg / c), mgx = static_cast<float>(sgx / c);
     T* dxr = dx + r * c;
     for (int64_t i = lane; i < c; i += kWarpSize)
-      store_f32(dxr + i, rs * (load_f32(dyr + i) * w[i] - mg - (load_f32(xr + i) - m) * rs * mgx));
+      store_f32(dxr + i, rs * (load_f32(dyr + i) * load_f32(w + i) - mg - (load_f32(xr + i) - m) * rs * mgx));
   }
 }
 
@@ -130,31 +137,26 @@ __global__ void layernorm_param_finish_kernel(const double* __restrict__ partial
 
 unsigned int warp_grid(int64_t rows) { return grid_1d(rows, kBlockSize / kWarpSize); }
 
-}  // namespace
-
-cudaError_t layernorm_forward(const float* x, const float* weight, const float* bias, float eps, int64_t rows,
-                              int64_t channels, float* y, float* mean, float* rstd, cudaStream_t stream) {
+template <typename T>
+cudaError_t layernorm_forward_impl(const T* x, const T* weight, const T* bias, float eps, int64_t rows,
+                                   int64_t channels, T* y, float* mean, float* rstd, cudaStream_t stream) {
   if (rows <= 0 || channels <= 0) return cudaSuccess;
-  layernorm_forward_kernel<float>
+  layernorm_forward_kernel<T>
       <<<warp_grid(rows), kBlockSize, 0, stream>>>(x, weight, bias, eps, rows, channels, y, mean, rstd);
   return cudaGetLastError();
 }
 
-size_t layernorm_backward_workspace_bytes(int64_t rows, int64_t channels) {
-  if (rows <= 0 || channels <= 0) return 0;
-  return 2 * static_cast<size_t>(chunk_count(rows)) * static_cast<size_t>(channels) * sizeof(double);
-}
-
-cudaError_t layernorm_backward(const float* dy, const float* x, const float* weight, const float* mean,
-                               const float* rstd, int64_t rows, int64_t channels, void* workspace, float* dx,
-                               float* dweight, float* dbias, cudaStream_t stream) {
+template <typename T>
+cudaError_t layernorm_backward_impl(const T* dy, const T* x, const T* weight, const float* mean, const float* rstd,
+                                    int64_t rows, int64_t channels, void* workspace, T* dx, float* dweight,
+                                    float* dbias, cudaStream_t stream) {
   if (rows <= 0 || channels <= 0) return cudaSuccess;  // nothing to add, no dx rows
   const int64_t chunks = chunk_count(rows);
   double* partial_w = static_cast<double*>(workspace);
   double* partial_b = partial_w + chunks * channels;
   const dim3 grid(static_cast<unsigned int>((channels + kBlockSize - 1) / kBlockSize),
                   static_cast<unsigned int>(std::min<int64_t>(chunks, 65535)));
-  layernorm_param_partials_kernel<float>
+  layernorm_param_partials_kernel<T>
       <<<grid, kBlockSize, 0, stream>>>(dy, x, mean, rstd, rows, channels, partial_w, partial_b);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
@@ -162,9 +164,40 @@ cudaError_t layernorm_backward(const float* dy, const float* x, const float* wei
                                                                                channels, dweight, dbias);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  layernorm_backward_dx_kernel<float>
+  layernorm_backward_dx_kernel<T>
       <<<warp_grid(rows), kBlockSize, 0, stream>>>(dy, x, weight, mean, rstd, rows, channels, dx);
   return cudaGetLastError();
+}
+
+}  // namespace
+
+size_t layernorm_backward_workspace_bytes(int64_t rows, int64_t channels) {
+  if (rows <= 0 || channels <= 0) return 0;
+  return 2 * static_cast<size_t>(chunk_count(rows)) * static_cast<size_t>(channels) * sizeof(double);
+}
+
+cudaError_t layernorm_forward(const float* x, const float* weight, const float* bias, float eps, int64_t rows,
+                              int64_t channels, float* y, float* mean, float* rstd, cudaStream_t stream) {
+  return layernorm_forward_impl(x, weight, bias, eps, rows, channels, y, mean, rstd, stream);
+}
+
+cudaError_t layernorm_backward(const float* dy, const float* x, const float* weight, const float* mean,
+                               const float* rstd, int64_t rows, int64_t channels, void* workspace, float* dx,
+                               float* dweight, float* dbias, cudaStream_t stream) {
+  return layernorm_backward_impl(dy, x, weight, mean, rstd, rows, channels, workspace, dx, dweight, dbias, stream);
+}
+
+cudaError_t layernorm_forward(const bf16* x, const bf16* weight, const bf16* bias, float eps, int64_t rows,
+                              int64_t channels, bf16* y, float* mean, float* rstd, cudaStream_t stream) {
+  return layernorm_forward_impl(device_ptr(x), device_ptr(weight), device_ptr(bias), eps, rows, channels,
+                                device_ptr(y), mean, rstd, stream);
+}
+
+cudaError_t layernorm_backward(const bf16* dy, const bf16* x, const bf16* weight, const float* mean,
+                               const float* rstd, int64_t rows, int64_t channels, void* workspace, bf16* dx,
+                               float* dweight, float* dbias, cudaStream_t stream) {
+  return layernorm_backward_impl(device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd, rows, channels,
+                                 workspace, device_ptr(dx), dweight, dbias, stream);
 }
 
 }  // namespace shardtrain::kernels
