@@ -6,6 +6,8 @@
 #include "cli/runtime.h"
 #include "comm/agree.h"
 #include "config/config.h"
+#include "config/signal_list.h"
+#include "train/stop_signals.h"
 #include "train/trainer.h"
 
 namespace shardtrain {
@@ -24,7 +26,9 @@ const CommandSpec kTrainSpec = {
     },
     "examples:\n"
     "  mpirun -np 2 build/shardtrain train configs/fashion_mlp.pbtxt --run-dir runs/mlp\n"
-    "  mpirun -np 2 build/shardtrain train configs/fashion_mlp.pbtxt --run-dir runs/mlp --resume auto\n",
+    "  mpirun -np 2 build/shardtrain train configs/fashion_mlp.pbtxt --run-dir runs/mlp --resume auto\n"
+    "exit codes: 0 trained to the end; 75 stopped by a signal (train.stop_signals, SIGINT) after saving a\n"
+    "checkpoint: run again with --resume auto; 2 usage or config error; 1 other failure; 130 a second SIGINT.\n",
 };
 
 std::string default_run_dir(const std::string& config_path) {
@@ -47,7 +51,23 @@ int train(MpiRuntime& rt, int argc, char** argv) {
   Status st = agree_on_status(rt.comm(), cfg.status());
   if (!st.ok()) return rt.report_agreed(st, kExitUsage);
 
+  // Caught from here on, so a signal during the (possibly long) setup and restore is not
+  // lost: it is acted on after the first step. Kept until the process exits: a stop signal
+  // landing after training, inside MPI_Finalize, must not kill the process and turn a
+  // finished or stopped job into a failed one.
+  static std::unique_ptr<StopSignals> stop_signals;
+  auto signals = parse_signal_list("train.stop_signals", cfg->train().stop_signals());  // validated: OK
+  if (signals.ok()) {
+    auto installed = StopSignals::install(signals.value());
+    if (installed.ok()) stop_signals = std::move(installed).value();
+    st = agree_on_status(rt.comm(), installed.status());
+  } else {
+    st = agree_on_status(rt.comm(), signals.status());
+  }
+  if (!st.ok()) return rt.report_agreed(st, exit_code_for(st));
+
   TrainerOptions opts;
+  opts.stop_signals = stop_signals.get();
   opts.run_dir = args->get("run-dir", default_run_dir(config_path));
   opts.resume = args->get("resume");
   auto trainer = Trainer::create(cfg.value(), opts, rt.topology(), rt.comm());
@@ -58,7 +78,7 @@ int train(MpiRuntime& rt, int argc, char** argv) {
 
   bool all_ranks = false;
   st = trainer.value()->run(&all_ranks);
-  if (st.ok()) return 0;
+  if (st.ok()) return trainer.value()->stopped_by() != 0 ? kExitPreempted : 0;
   if (!all_ranks) rt.exit_local(st, exit_code_for(st));
   return rt.report_agreed(st, exit_code_for(st));
 }
