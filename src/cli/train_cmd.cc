@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/runtime.h"
 #include "comm/agree.h"
+#include "core/log.h"
 #include "config/config.h"
 #include "config/signal_list.h"
 #include "train/stop_signals.h"
@@ -31,6 +32,16 @@ const CommandSpec kTrainSpec = {
     "checkpoint: run again with --resume auto; 2 usage or config error; 1 other failure; 130 a second SIGINT.\n",
 };
 
+// For the life of the process (see cmd_train).
+std::unique_ptr<StopSignals> g_stop_signals;
+
+Status catch_default_stop_signals() {
+  ASSIGN_OR_RETURN(std::vector<int> signals,
+                   parse_signal_list("train.stop_signals", config::TrainConfig().stop_signals()));
+  ASSIGN_OR_RETURN(g_stop_signals, StopSignals::install(signals));
+  return Status::Ok();
+}
+
 std::string default_run_dir(const std::string& config_path) {
   std::string base = config_path.substr(config_path.find_last_of('/') + 1);
   if (auto dot = base.rfind('.'); dot != std::string::npos) base = base.substr(0, dot);
@@ -51,23 +62,14 @@ int train(MpiRuntime& rt, int argc, char** argv) {
   Status st = agree_on_status(rt.comm(), cfg.status());
   if (!st.ok()) return rt.report_agreed(st, kExitUsage);
 
-  // Caught from here on, so a signal during the (possibly long) setup and restore is not
-  // lost: it is acted on after the first step. Kept until the process exits: a stop signal
-  // landing after training, inside MPI_Finalize, must not kill the process and turn a
-  // finished or stopped job into a failed one.
-  static std::unique_ptr<StopSignals> stop_signals;
+  // The default stop signals were caught before MPI started; now the configured ones.
   auto signals = parse_signal_list("train.stop_signals", cfg->train().stop_signals());  // validated: OK
-  if (signals.ok()) {
-    auto installed = StopSignals::install(signals.value());
-    if (installed.ok()) stop_signals = std::move(installed).value();
-    st = agree_on_status(rt.comm(), installed.status());
-  } else {
-    st = agree_on_status(rt.comm(), signals.status());
-  }
+  st = signals.ok() ? g_stop_signals->change_to(signals.value()) : signals.status();
+  st = agree_on_status(rt.comm(), st);
   if (!st.ok()) return rt.report_agreed(st, exit_code_for(st));
 
   TrainerOptions opts;
-  opts.stop_signals = stop_signals.get();
+  opts.stop_signals = g_stop_signals.get();
   opts.run_dir = args->get("run-dir", default_run_dir(config_path));
   opts.resume = args->get("resume");
   auto trainer = Trainer::create(cfg.value(), opts, rt.topology(), rt.comm());
@@ -86,6 +88,14 @@ int train(MpiRuntime& rt, int argc, char** argv) {
 }  // namespace
 
 int cmd_train(int argc, char** argv) {
+  // Stop signals are caught from the start (the default train.stop_signals until the config
+  // is read), so one that arrives while the job starts is acted on after its first step
+  // instead of killing it. Kept until the process exits: one that lands after training,
+  // inside MPI_Finalize, must not turn a finished or stopped job into a failed one.
+  if (Status st = catch_default_stop_signals(); !st.ok()) {
+    log_error(st.message());
+    return kExitFailure;
+  }
   auto rt = MpiRuntime::init_or_exit(&argc, &argv);
   return rt->run(train, argc, argv);
 }

@@ -51,7 +51,21 @@ StatusOr<std::unique_ptr<StopSignals>> StopSignals::install(const std::vector<in
   g_when_ns = 0;
   g_sigints = 0;
   std::unique_ptr<StopSignals> s(new StopSignals());  // restores what was installed so far on error
+  RETURN_IF_ERROR(s->catch_signals(signals));
+  return s;
+}
 
+StopSignals::~StopSignals() {
+  restore();
+  g_installed = false;
+}
+
+Status StopSignals::change_to(const std::vector<int>& signals) {
+  restore();
+  return catch_signals(signals);
+}
+
+Status StopSignals::catch_signals(const std::vector<int>& signals) {
   struct sigaction sa;
   std::memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_stop_signal;
@@ -67,16 +81,16 @@ StatusOr<std::unique_ptr<StopSignals>> StopSignals::install(const std::vector<in
     Saved saved{signo, {}};
     if (sigaction(signo, &sa, &saved.previous) != 0)
       return Status::Internal("cannot install a handler for " + signal_name(signo) + ": " + std::strerror(errno));
-    s->saved_.push_back(saved);
+    saved_.push_back(saved);
   }
-  return s;
+  return Status::Ok();
 }
 
-StopSignals::~StopSignals() {
+void StopSignals::restore() {
   for (auto it = saved_.rbegin(); it != saved_.rend(); ++it)
     if (sigaction(it->signo, &it->previous, nullptr) != 0)  // only for a bad number, which install() refused
       log_warn("cannot restore the handler of " + signal_name(it->signo) + ": " + std::strerror(errno));
-  g_installed = false;
+  saved_.clear();
 }
 
 int StopSignals::received() const { return g_signo.load(); }

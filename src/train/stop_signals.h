@@ -29,6 +29,10 @@ class StopSignals {
   // recorded. The destructor restores the previous dispositions.
   static StatusOr<std::unique_ptr<StopSignals>> install(const std::vector<int>& signals);
   ~StopSignals();
+  // Catches `signals` and SIGINT from now on instead of the earlier set (the others get
+  // their previous disposition back). What was recorded so far stays: a stop asked for
+  // while the job was starting is still a stop.
+  Status change_to(const std::vector<int>& signals);
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
 
@@ -39,6 +43,8 @@ class StopSignals {
 
  private:
   StopSignals() = default;
+  Status catch_signals(const std::vector<int>& signals);
+  void restore();
   struct Saved {
     int signo;
     struct sigaction previous;
