@@ -81,8 +81,8 @@ Status Trainer::save_checkpoint() {
 Status Trainer::stop_for_signal(const StopRequest& req, Clock::time_point voted_at, bool* all_ranks) {
   const auto start = Clock::now();
   if (topo_.rank == 0) {
-    std::string where = "rank " + std::to_string(req.lowest_rank);
-    if (req.highest_rank != req.lowest_rank) where = "ranks " + where.substr(5) + ".." + std::to_string(req.highest_rank);
+    const std::string lowest = std::to_string(req.lowest_rank), highest = std::to_string(req.highest_rank);
+    const std::string where = lowest == highest ? "rank " + lowest : "ranks " + lowest + ".." + highest;
     log_info("stop: " + signal_name(req.signo) + " received (on " + where + "); every rank stops after step " +
              std::to_string(progress_.step) + " and saves it");
   }

@@ -59,6 +59,19 @@ def wait_for_text(path, text, proc, timeout=120):
     raise AssertionError(f"{text!r} not printed within {timeout} s:\n" + read(path))
 
 
+def signal_when_printed(proc, path, text, send, timeout=120):
+    """Once the file at path contains text, calls send() and waits for proc to end (killing
+    it if it does not within timeout). Returns proc's exit code."""
+    try:
+        wait_for_text(path, text, proc, timeout)
+        send()
+        return proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def read(path):
     with open(path, errors="replace") as f:
         return f.read()

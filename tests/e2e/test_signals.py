@@ -39,22 +39,15 @@ class SignalsTest(unittest.TestCase):
     def stop_mid_run(self, name, send):
         """Starts 2 ranks, calls send(proc, record_dir) once step 20 is logged, and checks the
         stop: exit 75 on every rank, a checkpoint of the stop step, the log line. Returns
-        (run_dir, log text, stop step)."""
+        (run_dir, log text, signal name, stop step)."""
         run_dir, rec = os.path.join(self.tmp, name), os.path.join(self.tmp, name + "-ranks")
         os.makedirs(rec)
         log = os.path.join(self.tmp, name + ".log")
         proc = st.start(2, "train", st.config("tiny_mlp.pbtxt"), "--run-dir", run_dir, *ARGS,
                         log_path=log, record_dir=rec)
-        try:
-            st.wait_for_text(log, f"step 20/{STEPS}", proc)
-            send(proc, rec)
-            proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        rc = st.signal_when_printed(proc, log, f"step 20/{STEPS}", lambda: send(proc, rec))
         text = st.read(log)
-        self.assertEqual(proc.returncode, 75, text)
+        self.assertEqual(rc, 75, text)
         for rank in (0, 1):
             self.assertEqual(st.read(os.path.join(rec, f"exit.{rank}")), "75", f"rank {rank}:\n{text}")
         m = re.search(r"stop: (SIG\w+) at step (\d+): checkpoint saved in [0-9.]+ s, [0-9.]+ s after the signal; "
@@ -95,20 +88,18 @@ class SignalsTest(unittest.TestCase):
         proc = st.start(0, "train", st.config("tiny_mlp.pbtxt"), "--run-dir", run_dir, "--set", "train.steps=100000",
                         "--set", "train.log_every=1", "--set", "data.global_batch=4096", "--set", "checkpoint.every=0",
                         log_path=log)
-        try:
-            st.wait_for_text(log, "step 2/100000", proc)
+        sent = []
+
+        def two_sigints():
             proc.send_signal(signal.SIGINT)
             time.sleep(0.05)  # two pending SIGINTs would merge into one
             proc.send_signal(signal.SIGINT)
-            sent = time.time()
-            proc.wait(timeout=60)
-            took = time.time() - sent
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            sent.append(time.time())
+
+        rc = st.signal_when_printed(proc, log, "step 2/100000", two_sigints, timeout=60)
+        took = time.time() - sent[0]
         text = st.read(log)
-        self.assertEqual(proc.returncode, 130, text)
+        self.assertEqual(rc, 130, text)
         self.assertIn("second SIGINT: exiting now without a checkpoint (code 130)", text)
         self.assertLess(took, 5, text)
         self.assertFalse(os.path.exists(os.path.join(run_dir, "checkpoints", "latest")), text)
@@ -117,15 +108,8 @@ class SignalsTest(unittest.TestCase):
         run_dir, log = os.path.join(self.tmp, "usr2only"), os.path.join(self.tmp, "usr2only.log")
         proc = st.start(0, "train", st.config("tiny_mlp.pbtxt"), "--run-dir", run_dir, *ARGS,
                         "--set", "train.stop_signals=USR2", log_path=log)
-        try:
-            st.wait_for_text(log, f"step 20/{STEPS}", proc)
-            proc.send_signal(signal.SIGUSR1)
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        self.assertEqual(proc.returncode, -signal.SIGUSR1, st.read(log))
+        rc = st.signal_when_printed(proc, log, f"step 20/{STEPS}", lambda: proc.send_signal(signal.SIGUSR1))
+        self.assertEqual(rc, -signal.SIGUSR1, st.read(log))
 
     def test_unknown_stop_signal_is_a_config_error(self):
         r = st.run(2, "train", st.config("tiny_mlp.pbtxt"), "--run-dir", os.path.join(self.tmp, "bad"),

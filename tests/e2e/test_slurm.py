@@ -4,7 +4,8 @@ slurmctld + slurmd + munged on this machine), with a tiny CPU config on 2 ranks:
     exits 75, the job requeues itself, runs to the end, and ends bitwise equal to an
     uninterrupted run; its log holds both runs;
   - multi-node-mpirun.sbatch (mpirun in the allocation, B:USR1 forwarded by the batch shell):
-    the same, stopped with `scancel --batch --signal=USR1`;
+    the same, stopped with `scancel --batch --signal=USR1`, and requeued by RequeueExit=75
+    (no usable scontrol in the job);
   - multi-node.sbatch (on one node) with a 1-minute time limit and the signal 50 s ahead:
     it stops before the limit, requeues, and ends bitwise equal to an uninterrupted run.
 Every job's log must hold all its runs (--open-mode=append).
@@ -66,11 +67,12 @@ class SlurmTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, f"{' '.join(cmd)}: {r.stdout}{r.stderr}")
         return r.stdout
 
-    def submit(self, name, template, *sbatch_args, args=ARGS):
+    def submit(self, name, template, *sbatch_args, args=ARGS, path=None):
         """Submits a template the way a user would (from the checkout, parameters in the
         environment), with 2 CPU ranks on the one node. Returns (job id, log, run dir)."""
         log, run_dir = os.path.join(self.tmp, name + ".log"), os.path.join(self.tmp, name)
-        env = dict(self.env, ST_CONFIG=st.config("tiny_mlp.pbtxt"), ST_RUN_DIR=run_dir, ST_ARGS=args, ST_BIN=st.BIN)
+        env = dict(self.env, ST_CONFIG=st.config("tiny_mlp.pbtxt"), ST_RUN_DIR=run_dir, ST_ARGS=args, ST_BIN=st.BIN,
+                   PATH=path or self.env["PATH"])
         r = subprocess.run(["sbatch", "--parsable", "--gpus-per-node=0", "--ntasks-per-node=2", f"--output={log}",
                             *sbatch_args, os.path.join(TEMPLATES, template)],
                            env=env, cwd=st.SRC, capture_output=True, text=True, timeout=30)
@@ -147,11 +149,20 @@ class SlurmTest(unittest.TestCase):
         self.assertRegex(text, r"srun: error: \S+: tasks 0-1: Exited with exit code 75")
         self.assert_stopped_requeued_and_exact(job_id, log, run_dir, "SIGUSR1")
 
-    def test_mpirun_template_forwards_batch_signal(self):
-        job_id, log, run_dir = self.submit("mpirun", "multi-node-mpirun.sbatch", "--nodes=1")
+    def test_mpirun_template_forwards_batch_signal_and_requeue_exit(self):
+        # Also the requeue where the job cannot run scontrol (a container): a scontrol that
+        # only fails comes first on the job's PATH, so the script exits 75 and slurm.conf's
+        # RequeueExit=75 requeues the job.
+        shim = os.path.join(self.tmp, "no-scontrol")
+        os.makedirs(shim, exist_ok=True)
+        with open(os.path.join(shim, "scontrol"), "w") as f:
+            f.write("#!/bin/sh\necho 'scontrol: not available here' >&2\nexit 1\n")
+        os.chmod(os.path.join(shim, "scontrol"), 0o755)
+        job_id, log, run_dir = self.submit("mpirun", "multi-node-mpirun.sbatch", "--nodes=1",
+                                           path=shim + ":" + self.env["PATH"])
         self.wait_for_log(job_id, log, f"step 40/{STEPS}")
         self.slurm("scancel", "--batch", "--signal=USR1", job_id)
-        self.wait_for_log(job_id, log, "requeueing")
+        self.wait_for_log(job_id, log, "exiting 75 for RequeueExit=75")
         self.assertIn("mpirun: Forwarding signal 10 to job", st.read(log))
         self.assert_stopped_requeued_and_exact(job_id, log, run_dir, "SIGUSR1")
 
