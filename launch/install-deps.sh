@@ -13,6 +13,8 @@ pkgs=(
   dataset-fashion-mnist                # the real training data, as gzipped IDX files
   fortunes                             # English text for the byte-level language model
   python3-h5py python3-torch python3-numpy  # reference tests only, under /usr/bin/python3
+  slurm-wlm munge                      # a throwaway Slurm for the cluster/ tests (cluster/local/start.sh);
+                                       # srun --mpi=pmix finds libpmix through libopenmpi-dev
 )
 
 missing=()

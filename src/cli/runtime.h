@@ -19,6 +19,10 @@ namespace shardtrain {
 
 inline constexpr int kExitUsage = 2;  // bad flags or config
 inline constexpr int kExitFailure = 1;
+// A stop signal (train.stop_signals, SIGINT) ended training early, after every rank saved
+// the same step: run again with --resume auto to continue. sysexits.h's EX_TEMPFAIL, the
+// code slurm.conf's RequeueExit names in cluster/ (a second SIGINT exits 130 instead).
+inline constexpr int kExitPreempted = 75;
 
 // kExitUsage for InvalidArgument, kExitFailure otherwise.
 int exit_code_for(const Status& s);

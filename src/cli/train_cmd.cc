@@ -5,7 +5,10 @@
 #include "cli/commands.h"
 #include "cli/runtime.h"
 #include "comm/agree.h"
+#include "core/log.h"
 #include "config/config.h"
+#include "config/signal_list.h"
+#include "train/stop_signals.h"
 #include "train/trainer.h"
 
 namespace shardtrain {
@@ -24,8 +27,20 @@ const CommandSpec kTrainSpec = {
     },
     "examples:\n"
     "  mpirun -np 2 build/shardtrain train configs/fashion_mlp.pbtxt --run-dir runs/mlp\n"
-    "  mpirun -np 2 build/shardtrain train configs/fashion_mlp.pbtxt --run-dir runs/mlp --resume auto\n",
+    "  mpirun -np 2 build/shardtrain train configs/fashion_mlp.pbtxt --run-dir runs/mlp --resume auto\n"
+    "exit codes: 0 trained to the end; 75 stopped by a signal (train.stop_signals, SIGINT) after saving a\n"
+    "checkpoint: run again with --resume auto; 2 usage or config error; 1 other failure; 130 a second SIGINT.\n",
 };
+
+// For the life of the process (see cmd_train).
+std::unique_ptr<StopSignals> g_stop_signals;
+
+Status catch_default_stop_signals() {
+  ASSIGN_OR_RETURN(std::vector<int> signals,
+                   parse_signal_list("train.stop_signals", config::TrainConfig().stop_signals()));
+  ASSIGN_OR_RETURN(g_stop_signals, StopSignals::install(signals));
+  return Status::Ok();
+}
 
 std::string default_run_dir(const std::string& config_path) {
   std::string base = config_path.substr(config_path.find_last_of('/') + 1);
@@ -47,7 +62,14 @@ int train(MpiRuntime& rt, int argc, char** argv) {
   Status st = agree_on_status(rt.comm(), cfg.status());
   if (!st.ok()) return rt.report_agreed(st, kExitUsage);
 
+  // The default stop signals were caught before MPI started; now the configured ones.
+  auto signals = parse_signal_list("train.stop_signals", cfg->train().stop_signals());  // validated: OK
+  st = signals.ok() ? g_stop_signals->change_to(signals.value()) : signals.status();
+  st = agree_on_status(rt.comm(), st);
+  if (!st.ok()) return rt.report_agreed(st, exit_code_for(st));
+
   TrainerOptions opts;
+  opts.stop_signals = g_stop_signals.get();
   opts.run_dir = args->get("run-dir", default_run_dir(config_path));
   opts.resume = args->get("resume");
   auto trainer = Trainer::create(cfg.value(), opts, rt.topology(), rt.comm());
@@ -58,7 +80,7 @@ int train(MpiRuntime& rt, int argc, char** argv) {
 
   bool all_ranks = false;
   st = trainer.value()->run(&all_ranks);
-  if (st.ok()) return 0;
+  if (st.ok()) return trainer.value()->stopped_by() != 0 ? kExitPreempted : 0;
   if (!all_ranks) rt.exit_local(st, exit_code_for(st));
   return rt.report_agreed(st, exit_code_for(st));
 }
@@ -66,6 +88,14 @@ int train(MpiRuntime& rt, int argc, char** argv) {
 }  // namespace
 
 int cmd_train(int argc, char** argv) {
+  // Stop signals are caught from the start (the default train.stop_signals until the config
+  // is read), so one that arrives while the job starts is acted on after its first step
+  // instead of killing it. Kept until the process exits: one that lands after training,
+  // inside MPI_Finalize, must not turn a finished or stopped job into a failed one.
+  if (Status st = catch_default_stop_signals(); !st.ok()) {
+    log_error(st.message());
+    return kExitFailure;
+  }
   auto rt = MpiRuntime::init_or_exit(&argc, &argv);
   return rt->run(train, argc, argv);
 }

@@ -6,6 +6,8 @@
 #include <string>
 #include <type_traits>
 
+#include "config/signal_list.h"
+
 namespace shardtrain {
 namespace {
 
@@ -124,6 +126,7 @@ Status validate_train(const config::TrainConfig& t) {
   RETURN_IF_ERROR(check_non_negative("train.eval_every", t.eval_every()));
   RETURN_IF_ERROR(check_positive("train.log_every", t.log_every()));
   RETURN_IF_ERROR(check_non_negative("train.threads", t.threads()));
+  RETURN_IF_ERROR(parse_signal_list("train.stop_signals", t.stop_signals()).status());
   return Status::Ok();
 }
 
@@ -131,6 +134,7 @@ Status validate_checkpoint(const config::CheckpointConfig& c) {
   RETURN_IF_ERROR(check_non_empty("checkpoint.dir", c.dir()));
   RETURN_IF_ERROR(check_non_negative("checkpoint.every", c.every()));
   RETURN_IF_ERROR(check_non_negative("checkpoint.keep_last", c.keep_last()));
+  RETURN_IF_ERROR(check_non_negative("checkpoint.stop_budget_s", c.stop_budget_s()));
   return Status::Ok();
 }
 

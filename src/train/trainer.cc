@@ -8,6 +8,7 @@
 #include "comm/agree.h"
 #include "comm/make_communicator.h"
 #include "config/config.h"
+#include "config/signal_list.h"
 #include "core/log.h"
 #include "train/evaluate.h"
 #include "train/setup.h"
@@ -74,6 +75,40 @@ Status Trainer::save_checkpoint() {
   RETURN_IF_ERROR(agree_on_status(comm_, st));
   last_saved_step_ = progress_.step;
   if (topo_.rank == 0) log_info("saved checkpoint " + ckpt_->dir() + "/" + CheckpointManager::file_name(progress_.step));
+  return Status::Ok();
+}
+
+Status Trainer::stop_for_signal(const StopRequest& req, Clock::time_point voted_at, bool* all_ranks) {
+  const auto start = Clock::now();
+  if (topo_.rank == 0) {
+    const std::string lowest = std::to_string(req.lowest_rank), highest = std::to_string(req.highest_rank);
+    const std::string where = lowest == highest ? "rank " + lowest : "ranks " + lowest + ".." + highest;
+    log_info("stop: " + signal_name(req.signo) + " received (on " + where + "); every rank stops after step " +
+             std::to_string(progress_.step) + " and saves it");
+  }
+  // The step's device work and collectives must be complete and clean before it is saved.
+  RETURN_IF_ERROR(backend_->synchronize());
+  RETURN_IF_ERROR(grad_comm_->health());
+  *all_ranks = true;
+  if (last_saved_step_ != progress_.step) RETURN_IF_ERROR(save_checkpoint());
+  const double save_s = seconds_since(start);
+  const double since_signal_s = req.age_s + seconds_since(voted_at);
+  stopped_by_ = req.signo;
+  if (topo_.rank != 0) return Status::Ok();
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "stop: %s at step %lld: checkpoint saved in %.2f s, %.2f s after the signal; exiting with code 75 "
+                "(continue with --resume auto)",
+                signal_name(req.signo).c_str(), (long long)progress_.step, save_s, since_signal_s);
+  log_info(line);
+  const double budget = cfg_.checkpoint().stop_budget_s();
+  if (budget > 0 && since_signal_s > budget) {
+    std::snprintf(line, sizeof line,
+                  "stop took %.1f s after the signal, more than checkpoint.stop_budget_s = %g: give the job more "
+                  "time after the signal (Slurm: --signal=USR1@T with a larger T, or KillWait for SIGTERM)",
+                  since_signal_s, budget);
+    log_warn(line);
+  }
   return Status::Ok();
 }
 
@@ -148,6 +183,7 @@ Status Trainer::run(bool* all_ranks) {
   }
 
   const auto& tc = cfg_.train();
+  const StopSignals* signals = opts_.stop_signals;
   double loss_sum = 0, correct = 0, samples = 0, predictions = 0;
   start_time_ = log_time_ = Clock::now();
   flops_per_token_ = model_->flops_per_token();
@@ -157,7 +193,14 @@ Status Trainer::run(bool* all_ranks) {
     const int64_t step = progress_.step;
     ASSIGN_OR_RETURN(Batch batch, train_data_->next());
     const bool log_now = (step + 1) % tc.log_every() == 0 || step + 1 == total_steps_;
+    // The vote travels while the step runs (train/step_vote.h).
+    StepVote vote;
+    if (const int signo = signals ? signals->received() : 0)
+      step_vote_add_stop(&vote, signo, signals->seconds_since_received(), topo_.rank, topo_.world_size);
+    const auto voted_at = Clock::now();
+    ASSIGN_OR_RETURN(CommWorkPtr vote_work, step_vote_begin(comm_, &vote));
     ASSIGN_OR_RETURN(StepResult sr, train_step(batch, step, log_now));
+    RETURN_IF_ERROR(vote_work->wait());
     const BatchResult& r = sr.batch;
     const double grad_norm = sr.grad_norm;
     const float lr = sr.lr;
@@ -194,6 +237,8 @@ Status Trainer::run(bool* all_ranks) {
       if (!s.ok()) return *all_ranks = true, s;
     }
     if (eval_now || save_now) excluded_s_ += seconds_since(paused);
+    if (const StopRequest req = step_vote_stop(vote, topo_.world_size); req.signo != 0)
+      return stop_for_signal(req, voted_at, all_ranks);
   }
 
   *all_ranks = true;

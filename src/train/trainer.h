@@ -25,7 +25,12 @@
 //                position; the returned Status is the same on every rank;
 //   run()     -> collective. On failure `*all_ranks` says whether every rank returns
 //                the same error (then each may exit cleanly); otherwise the failure is
-//                this rank's alone and the caller must abort the job.
+//                this rank's alone and the caller must abort the job. OK with
+//                stopped_by() != 0: a stop signal arrived (train.stop_signals, SIGINT),
+//                every rank stopped after the same step and a checkpoint of it is saved.
+//
+// Stop signals are caught by the caller (train/stop_signals.h, TrainerOptions) and acted
+// on at step boundaries, where the ranks agree on them in the step vote (train/step_vote.h).
 #pragma once
 
 #include <chrono>
@@ -43,6 +48,8 @@
 #include "model/model.h"
 #include "optim/optimizer.h"
 #include "train/metrics.h"
+#include "train/step_vote.h"
+#include "train/stop_signals.h"
 #include "train/train_state.h"
 
 namespace shardtrain {
@@ -50,6 +57,8 @@ namespace shardtrain {
 struct TrainerOptions {
   std::string run_dir;
   std::string resume;  // "" (fresh run), "auto" (newest valid checkpoint, else fresh) or a path
+  // Not owned; must outlive run(). Null: no signals are watched (the vote still runs).
+  const StopSignals* stop_signals = nullptr;
 };
 
 class Trainer {
@@ -58,6 +67,8 @@ class Trainer {
                                                    const Topology& topo, MpiCommunicator& control);
   Status restore();
   Status run(bool* all_ranks);
+  // After run() returned OK: the stop signal that ended it early (0: it ran to the end).
+  int stopped_by() const { return stopped_by_; }
 
  private:
   Trainer(const config::JobConfig& cfg, const TrainerOptions& opts, const Topology& topo, MpiCommunicator& control);
@@ -66,6 +77,9 @@ class Trainer {
   void warn_on_changed_data_config(const std::string& path, const CheckpointData& ckpt) const;
   Status save_checkpoint();  // collective: rank 0 writes, all agree on the outcome
   Status run_eval();         // collective
+  // Collective, at a step boundary, after the vote agreed on `req` (issued at `voted_at`):
+  // saves this step (unless already saved), logs and sets stopped_by_. *all_ranks as for run().
+  Status stop_for_signal(const StopRequest& req, std::chrono::steady_clock::time_point voted_at, bool* all_ranks);
   Status log_progress(double loss_sum, double correct, double samples, double predictions, double grad_norm,
                       float lr);
 
@@ -92,6 +106,7 @@ class Trainer {
   std::unique_ptr<Communicator> grad_comm_;  // device buffers (made in restore(): collective)
   std::unique_ptr<GradReducer> reducer_;
   MetricsLog metrics_;
+  int stopped_by_ = 0;
 
   int64_t total_steps_ = 0;
   std::optional<CheckpointData> root_ckpt_;  // rank 0: the checkpoint resolve_resume_path() read

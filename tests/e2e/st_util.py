@@ -6,23 +6,87 @@ ST_BINARY (build/shardtrain). Runs under Debian's /usr/bin/python3 (h5py, numpy,
 import hashlib
 import os
 import subprocess
+import sys
+import time
 
 import h5py
 import numpy as np
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("ST_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 BIN = os.environ.get("ST_BINARY", os.path.join(SRC, "build", "shardtrain"))
 DATA = os.path.join(SRC, "data", "fashion_mnist.h5")
 
 
-def run(np_ranks, *args, timeout=300, cwd=None):
-    """Runs `shardtrain args...` on np_ranks ranks (0: no mpirun). Returns CompletedProcess."""
+def mpi_env():
+    return dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+
+
+def command(np_ranks, *args, record_dir=None):
+    """The command line of `shardtrain args...` on np_ranks ranks (0: no mpirun). With
+    record_dir, each rank runs under rank_recorder.py (its PID and exit code land there)."""
     cmd = [BIN, *args]
+    if record_dir:
+        cmd = [sys.executable, os.path.join(HERE, "rank_recorder.py"), record_dir, "--", *cmd]
     if np_ranks:
         cmd = ["mpirun", "-np", str(np_ranks), "--oversubscribe", "--bind-to", "none", *cmd]
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMP_NUM_THREADS="1")
-    return subprocess.run(cmd, cwd=cwd or SRC, env=env, capture_output=True, text=True, timeout=timeout)
+    return cmd
+
+
+def run(np_ranks, *args, timeout=300, cwd=None):
+    """Runs `shardtrain args...` on np_ranks ranks (0: no mpirun). Returns CompletedProcess."""
+    return subprocess.run(command(np_ranks, *args), cwd=cwd or SRC, env=mpi_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start(np_ranks, *args, log_path, record_dir=None):
+    """Starts `shardtrain args...` in the background, stdout and stderr into log_path. Popen."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen(command(np_ranks, *args, record_dir=record_dir), cwd=SRC, env=mpi_env(),
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for_text(path, text, proc, timeout=120):
+    """Polls the file at path until it contains text; fails if proc ends first or on timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(path, errors="replace") as f:
+            if text in f.read():
+                return
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended (code {proc.returncode}) before printing {text!r}:\n" + read(path))
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not printed within {timeout} s:\n" + read(path))
+
+
+def signal_when_printed(proc, path, text, send, timeout=120):
+    """Once the file at path contains text, calls send() and waits for proc to end (killing
+    it if it does not within timeout). Returns proc's exit code."""
+    try:
+        wait_for_text(path, text, proc, timeout)
+        send()
+        return proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def read(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def state_differences(path_a, path_b):
+    """Names of the tensors (parameters, optimizer state) and meta steps in which two
+    checkpoints differ bitwise; [] when identical. An absent tensor counts as different."""
+    a, b = read_checkpoint(path_a), read_checkpoint(path_b)
+    diffs = sorted(set(tensors(a)) ^ set(tensors(b)))
+    diffs += [k for k in sorted(set(tensors(a)) & set(tensors(b))) if not np.array_equal(a[k], b[k])]
+    diffs += [f"meta.{k}" for k in ("step", "optimizer_step") if a["meta"][k] != b["meta"][k]]
+    if not any(k.startswith("/optimizer/") for k in tensors(a)):
+        diffs.append("(no optimizer state in " + path_a + ")")
+    return diffs
 
 
 def config(name):

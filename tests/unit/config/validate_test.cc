@@ -94,6 +94,22 @@ TEST(ConfigValidate, TrainNeedsExactlyOneOfStepsOrEpochs) {
             "train.epochs must be > 0 (got -1)");
 }
 
+TEST(ConfigValidate, StopSignalsAndBudget) {
+  for (const char* ok : {"USR1,USR2,TERM", "SIGUSR1", " TERM , USR2 ", "", "USR1,USR1"})
+    EXPECT_EQ(error_after([&](auto& c) { c.mutable_train()->set_stop_signals(ok); }), "") << ok;
+  EXPECT_EQ(error_after([](auto& c) { c.mutable_train()->set_stop_signals("USR1,HUP"); }),
+            "train.stop_signals: unknown signal \"HUP\" (use a comma-separated list of USR1, USR2, TERM; "
+            "SIGINT always stops)");
+  EXPECT_EQ(error_after([](auto& c) { c.mutable_train()->set_stop_signals("USR1,"); }),
+            "train.stop_signals: unknown signal \"\" (use a comma-separated list of USR1, USR2, TERM; "
+            "SIGINT always stops)");
+  EXPECT_EQ(error_after([](auto& c) { c.mutable_train()->set_stop_signals("usr1"); }).substr(0, 46),
+            "train.stop_signals: unknown signal \"usr1\" (use");
+  EXPECT_EQ(error_after([](auto& c) { c.mutable_checkpoint()->set_stop_budget_s(-1); }),
+            "checkpoint.stop_budget_s must be >= 0 (got -1)");
+  EXPECT_EQ(error_after([](auto& c) { c.mutable_checkpoint()->set_stop_budget_s(0); }), "");
+}
+
 TEST(ConfigValidate, TrainAndCheckpointIntervals) {
   EXPECT_EQ(error_after([](auto& c) { c.mutable_train()->set_log_every(0); }),
             "train.log_every must be > 0 (got 0)");
