@@ -8,7 +8,8 @@ namespace shardtrain {
 
 std::chrono::nanoseconds wait_backoff(std::chrono::nanoseconds waited) {
   if (waited < kWaitSpin) return std::chrono::nanoseconds(0);
-  return std::min<std::chrono::nanoseconds>(waited / 8, kWaitMaxSleep);
+  const std::chrono::nanoseconds cap = waited < kWaitBusyPeriod ? kWaitBusySleep : kWaitMaxSleep;
+  return std::min<std::chrono::nanoseconds>(waited / 8, cap);
 }
 
 Status mpi_wait_watched(MPI_Request* request, const Collective& c, CollectiveTracker& tracker) {
