@@ -46,6 +46,16 @@ std::unique_ptr<MpiCommunicator> make_comm(std::shared_ptr<Watchdog> wd, const s
   return c.ok() ? std::move(c).value() : nullptr;
 }
 
+// A watchdog with comm.check_sequence on (collective); null on failure.
+std::shared_ptr<Watchdog> checking_watchdog() {
+  auto check = SequenceCheck::create(MPI_COMM_WORLD);
+  EXPECT_TRUE(check.ok()) << check.status().ToString();
+  if (!check.ok()) return nullptr;
+  auto wd = std::make_shared<Watchdog>(30);
+  wd->set_sequence_check(std::move(check).value());
+  return wd;
+}
+
 // User plus system CPU seconds of this process (every thread).
 double cpu_seconds() {
   rusage ru;
@@ -143,10 +153,8 @@ TEST(Watchdog, LatePeerWithinTheTimeoutOrWithNoTimeoutIsWaitedFor) {
 
 TEST(SequenceCheck, MismatchIsReportedIdenticallyOnEveryRankBeforeAnythingRuns) {
   const int rank = world_rank(), last = world_size() - 1;
-  auto wd = std::make_shared<Watchdog>(30);
-  auto check = SequenceCheck::create(MPI_COMM_WORLD);
-  ASSERT_TRUE(check.ok()) << check.status().ToString();
-  wd->set_sequence_check(std::move(check).value());
+  auto wd = checking_watchdog();
+  ASSERT_NE(wd, nullptr);
   auto comm = make_comm(wd);
   ASSERT_NE(comm, nullptr);
 
@@ -171,10 +179,8 @@ TEST(SequenceCheck, MismatchIsReportedIdenticallyOnEveryRankBeforeAnythingRuns) 
 
 TEST(SequenceCheck, SkippedCollectiveIsCaughtEvenOnAnotherCommunicator) {
   const int rank = world_rank(), last = world_size() - 1;
-  auto wd = std::make_shared<Watchdog>(30);
-  auto check = SequenceCheck::create(MPI_COMM_WORLD);
-  ASSERT_TRUE(check.ok()) << check.status().ToString();
-  wd->set_sequence_check(std::move(check).value());
+  auto wd = checking_watchdog();
+  ASSERT_NE(wd, nullptr);
   auto grad = make_comm(wd, "grad");
   auto control = make_comm(wd, "control");
   ASSERT_TRUE(grad && control);
