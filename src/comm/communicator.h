@@ -113,7 +113,6 @@ class Communicator {
  protected:
   // REQUIRES: tracker != null.
   explicit Communicator(std::shared_ptr<CollectiveTracker> tracker) : tracker_(std::move(tracker)) {}
-  CollectiveTracker& tracker() const { return *tracker_; }
   const std::shared_ptr<CollectiveTracker>& tracker_ptr() const { return tracker_; }
 
   // The implementations: start collective `c` (already registered and checked; count >= 0).
