@@ -116,7 +116,7 @@ class Communicator {
   const std::shared_ptr<CollectiveTracker>& tracker_ptr() const { return tracker_; }
 
   // The implementations: start collective `c` (already registered and checked; count >= 0).
-  // The returned work reports completion to tracker() and enforces the timeout.
+  // The returned work reports completion to the tracker and enforces the timeout.
   virtual StatusOr<CommWorkPtr> start_all_reduce(const Collective& c, void* buf, int64_t count, CommDType dtype,
                                                  ReduceOp op) = 0;
   virtual StatusOr<CommWorkPtr> start_broadcast(const Collective& c, void* buf, int64_t count, CommDType dtype,
