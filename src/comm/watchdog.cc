@@ -1,5 +1,6 @@
 #include "comm/watchdog.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "comm/sequence_check.h"
@@ -93,10 +94,31 @@ Status Watchdog::fail(const Status& why, bool agreed) {
   return failure_;
 }
 
+void Watchdog::alive() {
+  std::lock_guard<std::mutex> lock(boards_mu_);
+  for (ProgressBoard* b : boards_) b->publish_alive();
+}
+
+void Watchdog::attach(ProgressBoard* board) {
+  std::lock_guard<std::mutex> lock(boards_mu_);
+  boards_.push_back(board);
+}
+
+void Watchdog::detach(ProgressBoard* board) {
+  std::lock_guard<std::mutex> lock(boards_mu_);
+  boards_.erase(std::remove(boards_.begin(), boards_.end(), board), boards_.end());
+}
+
 CollectiveTracker::CollectiveTracker(std::shared_ptr<Watchdog> watchdog, std::string label, int rank, int world_size,
                                      std::unique_ptr<ProgressBoard> board)
     : watchdog_(std::move(watchdog)), label_(std::move(label)), rank_(rank), world_size_(world_size),
-      board_(std::move(board)) {}
+      board_(std::move(board)) {
+  if (board_) watchdog_->attach(board_.get());
+}
+
+CollectiveTracker::~CollectiveTracker() {
+  if (board_) watchdog_->detach(board_.get());
+}
 
 Collective CollectiveTracker::begin(const CollectiveDesc& d) {
   Collective c;

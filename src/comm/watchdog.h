@@ -120,7 +120,16 @@ class Watchdog {
   // Records `why` unless a failure is already recorded; returns the recorded one.
   Status fail(const Status& why, bool agreed);
 
+  // Tells the peers on this host, on the board of every communicator of this watchdog,
+  // that this process is alive and polling: a rank polling one communicator must not look
+  // dead to a peer waiting on another.
+  void alive();
+
  private:
+  friend class CollectiveTracker;  // attaches its board for its lifetime
+  void attach(ProgressBoard* board);
+  void detach(ProgressBoard* board);
+
   std::atomic<double> timeout_s_;
   std::atomic<int64_t> step_{0};
   std::atomic<bool> skip_{false};
@@ -129,6 +138,8 @@ class Watchdog {
   Status failure_;       // guarded by mu_
   bool agreed_ = false;  // guarded by mu_
   std::unique_ptr<SequenceCheck> check_;
+  std::mutex boards_mu_;
+  std::vector<ProgressBoard*> boards_;  // guarded by boards_mu_
 };
 
 class CollectiveTracker {
@@ -136,6 +147,9 @@ class CollectiveTracker {
   // `board` may be null: peers' progress is then unknown.
   CollectiveTracker(std::shared_ptr<Watchdog> watchdog, std::string label, int rank, int world_size,
                     std::unique_ptr<ProgressBoard> board);
+  ~CollectiveTracker();
+  CollectiveTracker(const CollectiveTracker&) = delete;
+  CollectiveTracker& operator=(const CollectiveTracker&) = delete;
 
   Watchdog& watchdog() const { return *watchdog_; }
   const std::shared_ptr<Watchdog>& watchdog_ptr() const { return watchdog_; }
@@ -147,10 +161,8 @@ class CollectiveTracker {
   // thread only.
   Collective begin(const CollectiveDesc& d);
   void complete(const Collective& c);
-  // Tells peers on this host that this rank is alive and polling (progress_board.h).
-  void alive() {
-    if (board_) board_->publish_alive();
-  }
+  // This rank is alive and polling (Watchdog::alive).
+  void alive() { watchdog_->alive(); }
   int64_t last_issued() const { return issued_.load(); }
   int64_t last_completed() const { return completed_.load(); }
 
