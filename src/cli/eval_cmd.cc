@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/runtime.h"
 #include "comm/agree.h"
+#include "comm/make_communicator.h"
 #include "config/config.h"
 #include "train/evaluate.h"
 #include "train/setup.h"
@@ -59,6 +60,8 @@ int eval(MpiRuntime& rt, int argc, char** argv) {
   auto cfg = load_config(args->positional(0), sets);
   Status st = agree_on_status(rt.comm(), cfg.status());
   if (!st.ok()) return rt.report_agreed(st, kExitUsage);
+  st = configure_watchdog(rt.comm().watchdog(), cfg->comm(), rt.comm().mpi_comm());  // comm.timeout_s
+  if (!st.ok()) return rt.report_agreed(st, exit_code_for(st));
 
   const std::string ckpt_path = args->get("checkpoint");
   auto loaded = load(cfg.value(), ckpt_path, rt.topology());

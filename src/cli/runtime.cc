@@ -11,6 +11,7 @@
 namespace shardtrain {
 
 int exit_code_for(const Status& s) {
+  if (s.code() == StatusCode::kDeadlineExceeded) return kExitCommTimeout;
   return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
 }
 
@@ -26,7 +27,9 @@ std::unique_ptr<MpiRuntime> MpiRuntime::init_or_exit(int* argc, char*** argv) {
   }
   std::unique_ptr<MpiRuntime> rt(new MpiRuntime());
   auto topo = discover_topology(MPI_COMM_WORLD);
-  auto comm = MpiCommunicator::create(MPI_COMM_WORLD);
+  // The job's watchdog starts with comm.timeout_s's default; commands apply the config's
+  // comm settings once it is read (configure_watchdog).
+  auto comm = MpiCommunicator::create(MPI_COMM_WORLD, std::make_shared<Watchdog>(), "control");
   if (!topo.ok() || !comm.ok()) {
     log_error(!topo.ok() ? topo.status().message() : comm.status().message());
     MPI_Abort(MPI_COMM_WORLD, kExitFailure);
@@ -44,6 +47,7 @@ MpiRuntime::~MpiRuntime() {
 }
 
 int MpiRuntime::report_agreed(const Status& s, int code) {
+  if (s.code() == StatusCode::kDeadlineExceeded) exit_local(s, kExitCommTimeout);  // never agreed: see runtime.h
   if (is_root()) {
     log_set_rank(-1, 1);  // the line speaks for every rank: no "[rank 0]" prefix
     log_error(s.message());
@@ -63,6 +67,8 @@ int MpiRuntime::run(int (*body)(MpiRuntime&, int, char**), int argc, char** argv
 }
 
 void MpiRuntime::exit_local(const Status& s, int code) {
+  // The watchdog's line names its rank itself ("rank 0: collective ...").
+  if (s.code() == StatusCode::kDeadlineExceeded) log_set_rank(-1, 1);
   log_error(s.message());
   std::fflush(stdout);
   comm_->abort(code);  // also for one rank: no clean shutdown is possible mid-failure

@@ -7,6 +7,9 @@
 //                    loader's prefetch thread must be joined before HDF5 and MPI shut down);
 //   exit_local():    the error is this rank's alone (others may be inside a collective):
 //                    print it with the rank and MPI_Abort the whole job.
+// A collective timeout (kDeadlineExceeded, from the watchdog: comm/watchdog.h) is always
+// local, even where report_agreed() is called: the stuck rank cannot agree on anything,
+// so the rank that waited prints the watchdog's one line and aborts with kExitCommTimeout.
 // The runtime's destructor calls MPI_Finalize, so it must outlive every other object.
 #pragma once
 
@@ -23,8 +26,13 @@ inline constexpr int kExitFailure = 1;
 // the same step: run again with --resume auto to continue. sysexits.h's EX_TEMPFAIL, the
 // code slurm.conf's RequeueExit names in cluster/ (a second SIGINT exits 130 instead).
 inline constexpr int kExitPreempted = 75;
+// A collective did not complete within comm.timeout_s (a rank is stuck, stopped or gone):
+// the waiting rank printed which one and aborted the job. Retrying (a Slurm requeue) may
+// help, unlike kExitFailure. 76 is sysexits.h's EX_PROTOCOL ("remote error in protocol").
+inline constexpr int kExitCommTimeout = 76;
 
-// kExitUsage for InvalidArgument, kExitFailure otherwise.
+// kExitUsage for InvalidArgument, kExitCommTimeout for DeadlineExceeded, kExitFailure
+// otherwise.
 int exit_code_for(const Status& s);
 
 class MpiRuntime {

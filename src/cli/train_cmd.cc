@@ -81,7 +81,8 @@ int train(MpiRuntime& rt, int argc, char** argv) {
   bool all_ranks = false;
   st = trainer.value()->run(&all_ranks);
   if (st.ok()) return trainer.value()->stopped_by() != 0 ? kExitPreempted : 0;
-  if (!all_ranks) rt.exit_local(st, exit_code_for(st));
+  // A comm.check_sequence mismatch is found by every rank at once: then all may exit cleanly.
+  if (!all_ranks && !rt.comm().watchdog().failure_agreed()) rt.exit_local(st, exit_code_for(st));
   return rt.report_agreed(st, exit_code_for(st));
 }
 

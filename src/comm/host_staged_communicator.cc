@@ -31,7 +31,13 @@ class StagedWork final : public CommWork {
   Status wait() override {
     if (waited_) return Status::Ok();
     waited_ = true;
-    RETURN_IF_ERROR(mpi_->wait());
+    if (Status st = mpi_->wait(); !st.ok()) {
+      // The MPI collective may still be active and touch the staging areas: they stay
+      // allocated for the short rest of the job, which is going down.
+      (void)new std::vector<uint8_t>(std::move(send_));
+      (void)new std::vector<uint8_t>(std::move(recv_));
+      return st;
+    }
     if (!recv_.empty()) backend_.memcpy_from_host(device_dst_, recv_.data(), recv_.size());
     return backend_.status().WithContext(std::string("host-staged ") + what_ + ": copying the result to the device");
   }
@@ -45,13 +51,8 @@ class StagedWork final : public CommWork {
   bool waited_ = false;
 };
 
-// Byte size of `count` elements; InvalidArgument for a negative count (which would
-// otherwise turn into a huge staging allocation).
-StatusOr<size_t> staged_bytes(const char* what, int64_t count, CommDType dtype) {
-  if (count < 0)
-    return Status::InvalidArgument(std::string("host-staged ") + what + ": negative count " + std::to_string(count));
-  return static_cast<size_t>(count) * comm_dtype_size(dtype);
-}
+// Byte size of `count` elements (never negative: Communicator::enter rejects that).
+size_t staged_bytes(int64_t count, CommDType dtype) { return static_cast<size_t>(count) * comm_dtype_size(dtype); }
 
 // Makes the compute that produced `src` finish (and surfaces its error), then copies
 // host.size() bytes of it into `host`.
@@ -75,47 +76,48 @@ StatusOr<CommWorkPtr> start(std::unique_ptr<StagedWork> work, Start start_mpi) {
 }  // namespace
 
 HostStagedCommunicator::HostStagedCommunicator(std::unique_ptr<MpiCommunicator> host, Backend& backend)
-    : host_(std::move(host)), backend_(backend) {}
+    : Communicator(host->tracker_ptr()), host_(std::move(host)), backend_(backend) {}
 
-StatusOr<CommWorkPtr> HostStagedCommunicator::all_reduce_async(void* buf, int64_t count, CommDType dtype,
-                                                               ReduceOp op) {
-  ASSIGN_OR_RETURN(const size_t bytes, staged_bytes("all_reduce", count, dtype));
-  auto work = std::make_unique<StagedWork>(backend_, "all_reduce", buf, 0, bytes);
+StatusOr<CommWorkPtr> HostStagedCommunicator::start_all_reduce(const Collective& c, void* buf, int64_t count,
+                                                               CommDType dtype, ReduceOp op) {
+  auto work = std::make_unique<StagedWork>(backend_, "all_reduce", buf, 0, staged_bytes(count, dtype));
   RETURN_IF_ERROR(download(backend_, "all_reduce", work->recv(), buf));
   return start(std::move(work), [&](StagedWork& w) {
-    return host_->all_reduce_async(w.recv().data(), count, dtype, op);
+    return host_->start_all_reduce(c, w.recv().data(), count, dtype, op);
   });
 }
 
-StatusOr<CommWorkPtr> HostStagedCommunicator::broadcast_async(void* buf, int64_t count, CommDType dtype, int root) {
-  ASSIGN_OR_RETURN(const size_t bytes, staged_bytes("broadcast", count, dtype));
-  auto work = std::make_unique<StagedWork>(backend_, "broadcast", buf, 0, bytes);
+StatusOr<CommWorkPtr> HostStagedCommunicator::start_broadcast(const Collective& c, void* buf, int64_t count,
+                                                              CommDType dtype, int root) {
+  auto work = std::make_unique<StagedWork>(backend_, "broadcast", buf, 0, staged_bytes(count, dtype));
   // Only the root's bytes matter; the others' device buffers are overwritten by the
   // upload in wait(), which the compute stream orders after their earlier work.
   if (rank() == root) RETURN_IF_ERROR(download(backend_, "broadcast", work->recv(), buf));
   return start(std::move(work), [&](StagedWork& w) {
-    return host_->broadcast_async(w.recv().data(), count, dtype, root);
+    return host_->start_broadcast(c, w.recv().data(), count, dtype, root);
   });
 }
 
-StatusOr<CommWorkPtr> HostStagedCommunicator::all_gather_async(const void* send, void* recv, int64_t count,
-                                                               CommDType dtype) {
-  ASSIGN_OR_RETURN(const size_t bytes, staged_bytes("all_gather", count, dtype));
+StatusOr<CommWorkPtr> HostStagedCommunicator::start_all_gather(const Collective& c, const void* send, void* recv,
+                                                               int64_t count, CommDType dtype) {
+  const size_t bytes = staged_bytes(count, dtype);
   auto work = std::make_unique<StagedWork>(backend_, "all_gather", recv, bytes, bytes * world_size());
   RETURN_IF_ERROR(download(backend_, "all_gather", work->send(), send));
   return start(std::move(work), [&](StagedWork& w) {
-    return host_->all_gather_async(w.send().data(), w.recv().data(), count, dtype);
+    return host_->start_all_gather(c, w.send().data(), w.recv().data(), count, dtype);
   });
 }
 
-StatusOr<CommWorkPtr> HostStagedCommunicator::reduce_scatter_async(const void* send, void* recv, int64_t count,
-                                                                   CommDType dtype, ReduceOp op) {
-  ASSIGN_OR_RETURN(const size_t bytes, staged_bytes("reduce_scatter", count, dtype));
+StatusOr<CommWorkPtr> HostStagedCommunicator::start_reduce_scatter(const Collective& c, const void* send, void* recv,
+                                                                   int64_t count, CommDType dtype, ReduceOp op) {
+  const size_t bytes = staged_bytes(count, dtype);
   auto work = std::make_unique<StagedWork>(backend_, "reduce_scatter", recv, bytes * world_size(), bytes);
   RETURN_IF_ERROR(download(backend_, "reduce_scatter", work->send(), send));
   return start(std::move(work), [&](StagedWork& w) {
-    return host_->reduce_scatter_async(w.send().data(), w.recv().data(), count, dtype, op);
+    return host_->start_reduce_scatter(c, w.send().data(), w.recv().data(), count, dtype, op);
   });
 }
+
+StatusOr<CommWorkPtr> HostStagedCommunicator::start_barrier(const Collective& c) { return host_->start_barrier(c); }
 
 }  // namespace shardtrain

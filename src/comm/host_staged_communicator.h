@@ -26,13 +26,20 @@ class HostStagedCommunicator final : public Communicator {
   std::string name() const override { return "mpi (host-staged)"; }
   Device buffer_device() const override { return backend_.device(); }
 
-  StatusOr<CommWorkPtr> all_reduce_async(void* buf, int64_t count, CommDType dtype, ReduceOp op) override;
-  StatusOr<CommWorkPtr> broadcast_async(void* buf, int64_t count, CommDType dtype, int root) override;
-  StatusOr<CommWorkPtr> all_gather_async(const void* send, void* recv, int64_t count, CommDType dtype) override;
-  StatusOr<CommWorkPtr> reduce_scatter_async(const void* send, void* recv, int64_t count, CommDType dtype,
-                                             ReduceOp op) override;
-  Status barrier() override { return host_->barrier(); }
   [[noreturn]] void abort(int exit_code) override { host_->abort(exit_code); }
+
+ protected:
+  // Collectives register once, here, under the wrapped MPI communicator's tracker (its
+  // label and sequence numbers); its MPI side starts under that same registration.
+  StatusOr<CommWorkPtr> start_all_reduce(const Collective& c, void* buf, int64_t count, CommDType dtype,
+                                         ReduceOp op) override;
+  StatusOr<CommWorkPtr> start_broadcast(const Collective& c, void* buf, int64_t count, CommDType dtype,
+                                        int root) override;
+  StatusOr<CommWorkPtr> start_all_gather(const Collective& c, const void* send, void* recv, int64_t count,
+                                         CommDType dtype) override;
+  StatusOr<CommWorkPtr> start_reduce_scatter(const Collective& c, const void* send, void* recv, int64_t count,
+                                             CommDType dtype, ReduceOp op) override;
+  StatusOr<CommWorkPtr> start_barrier(const Collective& c) override;
 
  private:
   std::unique_ptr<MpiCommunicator> host_;

@@ -9,6 +9,7 @@
 #include "comm/comm_choice.h"
 #include "comm/host_staged_communicator.h"
 #include "comm/nccl/nccl_communicator.h"
+#include "comm/sequence_check.h"
 #include "core/log.h"
 
 namespace shardtrain {
@@ -18,6 +19,10 @@ namespace {
 // 256 bytes hold a hostname (at most 64 on Linux) and a "GPU-<uuid>" with room to spare;
 // a longer identity is cut at 255 bytes, the same way on every rank.
 constexpr int64_t kIdentityBytes = 256;
+
+// The device communicator's name in watchdog messages: it carries gradients (and the
+// parameter broadcast at start).
+constexpr const char* kDeviceLabel = "grad";
 
 StatusOr<std::vector<std::string>> gather_identities(MpiCommunicator& control, const std::string& mine) {
   std::vector<uint8_t> send(kIdentityBytes, 0);
@@ -36,12 +41,21 @@ StatusOr<std::vector<std::string>> gather_identities(MpiCommunicator& control, c
 // Builds the MPI-based kinds over a private duplicate of control's MPI communicator, so
 // gradient traffic can never match a control message.
 StatusOr<std::unique_ptr<Communicator>> make_mpi_kind(CommKind kind, Backend& backend, MpiCommunicator& control) {
-  ASSIGN_OR_RETURN(auto mpi, MpiCommunicator::create_dup(control.mpi_comm()));
+  ASSIGN_OR_RETURN(auto mpi, MpiCommunicator::create_dup(control.mpi_comm(), control.watchdog_ptr(), kDeviceLabel));
   if (kind == CommKind::kMpi) return std::unique_ptr<Communicator>(std::move(mpi));
   return std::unique_ptr<Communicator>(new HostStagedCommunicator(std::move(mpi), backend));
 }
 
 }  // namespace
+
+Status configure_watchdog(Watchdog& watchdog, const config::CommConfig& cfg, MPI_Comm comm) {
+  watchdog.set_timeout(cfg.timeout_s());
+  if (cfg.check_sequence() && watchdog.sequence_check() == nullptr) {
+    ASSIGN_OR_RETURN(auto check, SequenceCheck::create(comm));
+    watchdog.set_sequence_check(std::move(check));
+  }
+  return Status::Ok();
+}
 
 StatusOr<std::unique_ptr<Communicator>> make_device_communicator(const config::CommConfig& cfg, Backend& backend,
                                                                  MpiCommunicator& control, const Topology& topo) {
@@ -55,7 +69,7 @@ StatusOr<std::unique_ptr<Communicator>> make_device_communicator(const config::C
   std::unique_ptr<Communicator> comm;
   if (choice->kind == CommKind::kNccl) {
     // Agrees across ranks internally (before and after NCCL's init).
-    ASSIGN_OR_RETURN(comm, make_nccl_communicator(backend, control.mpi_comm(), cfg.timeout_s()));
+    ASSIGN_OR_RETURN(comm, make_nccl_communicator(backend, control.mpi_comm(), control.watchdog_ptr(), kDeviceLabel));
   } else {
     StatusOr<std::unique_ptr<Communicator>> made = make_mpi_kind(choice->kind, backend, control);
     RETURN_IF_ERROR(agree_on_status(control, made.status()));

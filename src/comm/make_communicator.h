@@ -17,7 +17,14 @@
 
 namespace shardtrain {
 
-// REQUIRES: backend outlives the returned communicator.
+// Applies the job's comm config to the watchdog that the control communicator and the
+// device communicator share: comm.timeout_s, and comm.check_sequence, which is collective
+// over `comm` (the checks gather over a duplicate of it). Call on every rank, before the
+// collectives it should cover.
+Status configure_watchdog(Watchdog& watchdog, const config::CommConfig& cfg, MPI_Comm comm);
+
+// The returned communicator registers its collectives with control's watchdog, labelled
+// "grad". REQUIRES: backend outlives the returned communicator.
 StatusOr<std::unique_ptr<Communicator>> make_device_communicator(const config::CommConfig& cfg, Backend& backend,
                                                                  MpiCommunicator& control, const Topology& topo);
 

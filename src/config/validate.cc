@@ -152,6 +152,20 @@ Status validate_comm(const config::JobConfig& cfg) {
   return Status::Ok();
 }
 
+// Fault injection (tests only): a fault must say what to do; seconds belong to sleep.
+Status validate_debug(const config::DebugConfig& d) {
+  if (!d.has_fault()) return Status::Ok();
+  const config::FaultConfig& f = d.fault();
+  if (f.action() == config::FaultConfig::ACTION_NONE)
+    return Status::InvalidArgument("debug.fault.action must be set (sleep or skip_collective) when debug.fault is");
+  if (f.rank() < 0) return bad("debug.fault.rank", ">= 0", f.rank());
+  if (f.step() < 1) return bad("debug.fault.step", ">= 1 (steps are numbered from 1)", f.step());
+  if (f.action() == config::FaultConfig::ACTION_SLEEP) return check_positive("debug.fault.seconds", f.seconds());
+  if (f.seconds() != 0)
+    return Status::InvalidArgument("debug.fault.seconds applies to action sleep only (got " + fmt(f.seconds()) + ")");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status validate_config(const config::JobConfig& cfg) {
@@ -162,6 +176,7 @@ Status validate_config(const config::JobConfig& cfg) {
   RETURN_IF_ERROR(validate_train(cfg.train()));
   RETURN_IF_ERROR(validate_checkpoint(cfg.checkpoint()));
   RETURN_IF_ERROR(validate_comm(cfg));
+  RETURN_IF_ERROR(validate_debug(cfg.debug()));
   if (cfg.train().precision() == config::TrainConfig::PRECISION_BF16 && cfg.device() != config::JobConfig::DEVICE_CUDA)
     return Status::InvalidArgument("train.precision=BF16 runs on GPUs only (device=cuda): CPU ranks compute in "
                                    "float32, the reference; use train.precision=FP32");

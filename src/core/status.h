@@ -19,6 +19,8 @@ enum class StatusCode {
   kFailedPrecondition, // state does not allow the operation (e.g. run dir already used)
   kUnavailable,        // device or library not usable here (no GPU, no NCCL)
   kInternal,           // a library call (MPI, HDF5, CUDA) failed
+  kDeadlineExceeded,   // a collective did not complete within comm.timeout_s: the CLI
+                       // aborts the job with exit code 76 (cli/runtime.h)
 };
 
 class [[nodiscard]] Status {
@@ -31,6 +33,7 @@ class [[nodiscard]] Status {
   static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -68,7 +68,8 @@ void Trainer::warn_on_changed_data_config(const std::string& path, const Checkpo
 
 Status Trainer::restore() {
   // The device communicator is made here rather than in setup(): making it is collective,
-  // and setup() may fail on one rank alone.
+  // and setup() may fail on one rank alone. It shares control's watchdog, configured first.
+  RETURN_IF_ERROR(configure_watchdog(comm_.watchdog(), cfg_.comm(), comm_.mpi_comm()));
   ASSIGN_OR_RETURN(grad_comm_, make_device_communicator(cfg_.comm(), *backend_, comm_, topo_));
   std::vector<GradTensor> tensors;
   for (const ParamInfo& p : model_->params()) tensors.push_back({p.offset, shape_numel(p.shape)});

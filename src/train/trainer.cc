@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "comm/agree.h"
+#include "comm/fault_injection.h"
 #include "comm/make_communicator.h"
 #include "config/config.h"
 #include "config/signal_list.h"
@@ -53,6 +54,7 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const config::JobConfig& cfg,
 }
 
 Status Trainer::setup() {
+  RETURN_IF_ERROR(fault_check_rank(cfg_.debug(), topo_.world_size));
   ASSIGN_OR_RETURN(backend_, backend_for_job(cfg_, topo_));
   ASSIGN_OR_RETURN(train_data_, open_train_split(cfg_, topo_));
   ASSIGN_OR_RETURN(test_data_, open_test_split(cfg_, topo_));
@@ -191,6 +193,10 @@ Status Trainer::run(bool* all_ranks) {
 
   while (progress_.step < total_steps_) {
     const int64_t step = progress_.step;
+    // The watchdog names collectives by the step being trained, numbered as progress lines
+    // number it (the checkpoint written after it carries the same number).
+    comm_.set_step(step + 1);
+    fault_inject_at_step(cfg_.debug(), topo_.rank, step + 1, comm_.watchdog());
     ASSIGN_OR_RETURN(Batch batch, train_data_->next());
     const bool log_now = (step + 1) % tc.log_every() == 0 || step + 1 == total_steps_;
     // The vote travels while the step runs (train/step_vote.h).

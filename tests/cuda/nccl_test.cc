@@ -117,7 +117,7 @@ class NcclSingleRankTest : public ::testing::Test {
     auto b = CudaBackend::create(0);
     ASSERT_TRUE(b.ok()) << b.status().ToString();
     backend = std::move(b).value();
-    auto c = make_nccl_communicator(*backend, MPI_COMM_WORLD, /*timeout_s=*/60);
+    auto c = make_nccl_communicator(*backend, MPI_COMM_WORLD, std::make_shared<Watchdog>(/*timeout_s=*/60), "grad");
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     comm = std::move(c).value();
   }

@@ -1,7 +1,10 @@
 #include "comm/mpi/mpi_communicator.h"
 
 #include <climits>
+#include <optional>
 
+#include "comm/mpi/mpi_wait.h"
+#include "comm/progress_board.h"
 #include "core/check.h"
 
 namespace shardtrain {
@@ -31,7 +34,8 @@ Status check_count(int64_t count, const char* what) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::create(MPI_Comm comm) {
+StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::create(MPI_Comm comm, std::shared_ptr<Watchdog> watchdog,
+                                                                   std::string label) {
   int rank = 0, size = 0;
   auto init = [&]() -> Status {
     MPI_CHECK(MPI_Comm_rank(comm, &rank));
@@ -41,14 +45,19 @@ StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::create(MPI_Comm comm
     return Status::Ok();
   };
   RETURN_IF_ERROR(init());
-  return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(comm, rank, size, /*owned=*/false));
+  ASSIGN_OR_RETURN(auto board, ProgressBoard::create(comm));
+  if (watchdog == nullptr) watchdog = std::make_shared<Watchdog>();
+  auto tracker = std::make_shared<CollectiveTracker>(std::move(watchdog), std::move(label), rank, size, std::move(board));
+  return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(std::move(tracker), comm, rank, size, /*owned=*/false));
 }
 
-StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::create_dup(MPI_Comm comm) {
+StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::create_dup(MPI_Comm comm,
+                                                                       std::shared_ptr<Watchdog> watchdog,
+                                                                       std::string label) {
   MPI_Comm dup = MPI_COMM_NULL;
   const int rc = MPI_Comm_dup(comm, &dup);
   if (rc != MPI_SUCCESS) return Status::Internal("MPI_Comm_dup failed: " + mpi_error_string(rc));
-  auto wrapped = create(dup);
+  auto wrapped = create(dup, std::move(watchdog), std::move(label));
   if (!wrapped.ok()) {
     MPI_Comm_free(&dup);  // best effort: the error above is the one to report
     return wrapped.status();
@@ -66,73 +75,84 @@ MpiCommunicator::~MpiCommunicator() {
 
 namespace {
 
-// One non-blocking MPI collective. `what` names it in errors.
+// One non-blocking MPI collective, waited for under the watchdog.
 class MpiWork final : public CommWork {
  public:
-  explicit MpiWork(const char* what) : what_(what) {}
+  MpiWork(std::shared_ptr<CollectiveTracker> tracker, const Collective& c) : tracker_(std::move(tracker)), c_(c) {}
+  // A wait that failed is not retried: the collective may never finish, and the job is
+  // going down (the failure stopped all new work).
   ~MpiWork() override {
-    if (request_ != MPI_REQUEST_NULL) (void)wait();
+    if (!result_) (void)wait();
   }
   MPI_Request* request() { return &request_; }
+  // For a collective that failed to start: nothing to wait for.
+  void set_failed(const Status& why) { result_ = why; }
   Status wait() override {
-    if (request_ == MPI_REQUEST_NULL) return Status::Ok();  // already waited
-    const int rc = MPI_Wait(&request_, MPI_STATUS_IGNORE);
-    request_ = MPI_REQUEST_NULL;
-    if (rc != MPI_SUCCESS)
-      return Status::Internal(std::string("MPI ") + what_ + " failed: " + mpi_error_string(rc));
-    return Status::Ok();
+    if (!result_) {
+      Status st = mpi_wait_watched(&request_, c_, *tracker_);
+      if (st.ok()) tracker_->complete(c_);
+      result_ = std::move(st);
+    }
+    return *result_;
   }
 
  private:
-  const char* what_;
+  std::shared_ptr<CollectiveTracker> tracker_;
+  Collective c_;
   MPI_Request request_ = MPI_REQUEST_NULL;
+  std::optional<Status> result_;  // set once waited
 };
 
-// Starts `start(request)`; a failure to start is reported with the collective's name.
+// Starts `start(request)` for registered collective `c`; a failure to start is reported
+// with the collective's name.
 template <typename Start>
-StatusOr<CommWorkPtr> issue(const char* what, int64_t count, Start start) {
-  RETURN_IF_ERROR(check_count(count, what));
-  auto work = std::make_unique<MpiWork>(what);
+StatusOr<CommWorkPtr> issue(const std::shared_ptr<CollectiveTracker>& tracker, const Collective& c, Start start) {
+  const char* what = collective_op_name(c.desc.op);
+  RETURN_IF_ERROR(check_count(c.desc.count, what));
+  auto work = std::make_unique<MpiWork>(tracker, c);
   const int rc = start(work->request());
   if (rc != MPI_SUCCESS) {
-    *work->request() = MPI_REQUEST_NULL;
-    return Status::Internal(std::string("MPI ") + what + " failed to start: " + mpi_error_string(rc));
+    const Status failed = Status::Internal("MPI " + collective_text(c, tracker->label()) + " failed to start: " +
+                                           mpi_error_string(rc));
+    work->set_failed(failed);
+    return failed;
   }
   return CommWorkPtr(std::move(work));
 }
 
 }  // namespace
 
-StatusOr<CommWorkPtr> MpiCommunicator::all_reduce_async(void* buf, int64_t count, CommDType dtype, ReduceOp op) {
-  return issue("all_reduce", count, [&](MPI_Request* r) {
+StatusOr<CommWorkPtr> MpiCommunicator::start_all_reduce(const Collective& c, void* buf, int64_t count,
+                                                        CommDType dtype, ReduceOp op) {
+  return issue(tracker_ptr(), c, [&](MPI_Request* r) {
     return MPI_Iallreduce(MPI_IN_PLACE, buf, static_cast<int>(count), to_mpi(dtype), to_mpi(op), comm_, r);
   });
 }
 
-StatusOr<CommWorkPtr> MpiCommunicator::broadcast_async(void* buf, int64_t count, CommDType dtype, int root) {
-  return issue("broadcast", count, [&](MPI_Request* r) {
+StatusOr<CommWorkPtr> MpiCommunicator::start_broadcast(const Collective& c, void* buf, int64_t count,
+                                                       CommDType dtype, int root) {
+  return issue(tracker_ptr(), c, [&](MPI_Request* r) {
     return MPI_Ibcast(buf, static_cast<int>(count), to_mpi(dtype), root, comm_, r);
   });
 }
 
-StatusOr<CommWorkPtr> MpiCommunicator::all_gather_async(const void* send, void* recv, int64_t count,
-                                                        CommDType dtype) {
-  return issue("all_gather", count, [&](MPI_Request* r) {
+StatusOr<CommWorkPtr> MpiCommunicator::start_all_gather(const Collective& c, const void* send, void* recv,
+                                                        int64_t count, CommDType dtype) {
+  return issue(tracker_ptr(), c, [&](MPI_Request* r) {
     return MPI_Iallgather(send, static_cast<int>(count), to_mpi(dtype), recv, static_cast<int>(count),
                           to_mpi(dtype), comm_, r);
   });
 }
 
-StatusOr<CommWorkPtr> MpiCommunicator::reduce_scatter_async(const void* send, void* recv, int64_t count,
-                                                            CommDType dtype, ReduceOp op) {
-  return issue("reduce_scatter", count, [&](MPI_Request* r) {
+StatusOr<CommWorkPtr> MpiCommunicator::start_reduce_scatter(const Collective& c, const void* send, void* recv,
+                                                            int64_t count, CommDType dtype, ReduceOp op) {
+  return issue(tracker_ptr(), c, [&](MPI_Request* r) {
     return MPI_Ireduce_scatter_block(send, recv, static_cast<int>(count), to_mpi(dtype), to_mpi(op), comm_, r);
   });
 }
 
-Status MpiCommunicator::barrier() {
-  MPI_CHECK(MPI_Barrier(comm_));
-  return Status::Ok();
+StatusOr<CommWorkPtr> MpiCommunicator::start_barrier(const Collective& c) {
+  return issue(tracker_ptr(), c, [&](MPI_Request* r) { return MPI_Ibarrier(comm_, r); });
 }
 
 void MpiCommunicator::abort(int exit_code) {

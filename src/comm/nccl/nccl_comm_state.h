@@ -4,6 +4,11 @@
 // Contract: every NCCL call on the handle, from any thread, is made under the state's
 // mutex and only while the handle is alive; the first failure is recorded and aborts the
 // handle (ncclCommAbort) exactly once, after which every call returns that failure.
+// Collectives in flight are the job watchdog's (comm/watchdog.h): their completion is
+// reported to the tracker, and one overdue past the watchdog's timeout is expired there,
+// which gives the same one-line report as on MPI ranks (kDeadlineExceeded, exit 76). A
+// failure the watchdog recorded elsewhere (another communicator timed out) aborts this
+// handle too, so no stream stays blocked on NCCL kernels while the job goes down.
 // Header-only because the build lists one source file for comm/nccl.
 #pragma once
 
@@ -21,6 +26,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "comm/nccl/nccl_check.h"
+#include "comm/watchdog.h"
 #include "core/log.h"
 #include "core/status.h"
 
@@ -48,7 +54,8 @@ using EventPtr = std::shared_ptr<std::remove_pointer_t<cudaEvent_t>>;
 // Thread-safe (see the contract above).
 class CommState {
  public:
-  CommState(ncclComm_t comm, int rank, double timeout_s) : comm_(comm), rank_(rank), timeout_s_(timeout_s) {}
+  CommState(ncclComm_t comm, std::shared_ptr<CollectiveTracker> tracker)
+      : comm_(comm), rank_(tracker->rank()), tracker_(std::move(tracker)) {}
 
   // The first recorded error; else NCCL's asynchronous error, recorded (with an abort).
   Status health() {
@@ -77,9 +84,11 @@ class CommState {
       lock.lock();
       if (comm_ == nullptr) return unusable_locked();  // the watchdog aborted it meanwhile
       if (timed_out(start)) {
-        fail_locked(Status::Internal("NCCL " + std::string(what) + " on rank " + std::to_string(rank_) +
-                                     " could not be enqueued within " + seconds_text(timeout_s_) +
-                                     ": aborted the communicator"));
+        fail_locked(tracker_->watchdog().fail(
+            Status::DeadlineExceeded("rank " + std::to_string(rank_) + ": NCCL " + std::string(what) +
+                                     " could not be enqueued within " + seconds_text(timeout_s()) +
+                                     ": aborted the communicator"),
+            /*agreed=*/false));
         return error_;
       }
       const ncclResult_t q = ncclCommGetAsyncError(comm_, &r);
@@ -91,10 +100,11 @@ class CommState {
     return error_;
   }
 
-  // Watches `done` until it completes (or the timeout aborts the communicator).
-  void track(EventPtr done, const char* what) {
+  // Watches `done`, the end of registered collective `c`, until it completes (reported to
+  // the tracker) or the timeout expires it.
+  void track(EventPtr done, const Collective& c) {
     std::lock_guard<std::mutex> lock(mu_);
-    in_flight_.push_back({std::move(done), Clock::now(), what});
+    in_flight_.push_back({std::move(done), c});
   }
 
   // One watchdog pass. REQUIRES: the calling thread's current device is the comm's.
@@ -102,17 +112,25 @@ class CommState {
   bool watch() {
     std::lock_guard<std::mutex> lock(mu_);
     if (comm_ == nullptr) return false;
+    if (tracker_->watchdog().failed()) {  // the job is going down: stop NCCL's kernels too
+      fail_locked(tracker_->watchdog().failure());
+      return true;
+    }
+    tracker_->alive();  // this process runs: peers must not call it unresponsive
+    const auto now = Clock::now();
     // fail_locked() empties the list, which ends the loop.
     for (size_t i = 0; i < in_flight_.size();) {
-      const std::string what = "NCCL " + std::string(in_flight_[i].what) + " on rank " + std::to_string(rank_);
+      const Collective& c = in_flight_[i].c;
       const cudaError_t q = cudaEventQuery(in_flight_[i].done.get());
       if (q == cudaSuccess) {
+        tracker_->complete(c);
         in_flight_.erase(in_flight_.begin() + i);
       } else if (q != cudaErrorNotReady) {
-        fail_locked(cuda_status(q, "cudaEventQuery", __FILE__, __LINE__).WithContext(what));
-      } else if (timed_out(in_flight_[i].issued)) {
-        fail_locked(Status::Internal(what + " did not finish within " + seconds_text(timeout_s_) +
-                                     ": aborted the communicator"));
+        fail_locked(cuda_status(q, "cudaEventQuery", __FILE__, __LINE__)
+                        .WithContext("NCCL " + collective_text(c, tracker_->label()) + " on rank " +
+                                     std::to_string(rank_)));
+      } else if (tracker_->overdue(c, now)) {
+        fail_locked(tracker_->expire(c));  // the one line; the abort follows in fail_locked
       } else {
         ++i;
       }
@@ -128,7 +146,7 @@ class CommState {
     if (comm_ == nullptr) return;
     if (error_.ok()) {
       const auto start = Clock::now();
-      const double bound = timeout_s_ > 0 ? timeout_s_ : kFinalizeBoundS;
+      const double bound = timeout_s() > 0 ? timeout_s() : kFinalizeBoundS;
       ncclResult_t r = ncclCommFinalize(comm_);
       while (r == ncclInProgress && std::chrono::duration<double>(Clock::now() - start).count() < bound) {
         std::this_thread::sleep_for(kPollPeriod);
@@ -151,12 +169,12 @@ class CommState {
  private:
   struct InFlight {
     EventPtr done;
-    Clock::time_point issued;
-    const char* what;
+    Collective c;
   };
 
+  double timeout_s() const { return tracker_->watchdog().timeout_s(); }
   bool timed_out(Clock::time_point since) const {
-    return timeout_s_ > 0 && std::chrono::duration<double>(Clock::now() - since).count() > timeout_s_;
+    return timeout_s() > 0 && std::chrono::duration<double>(Clock::now() - since).count() > timeout_s();
   }
 
   // Why the handle is gone: the recorded error, or (after destroy()) a plain refusal.
@@ -188,7 +206,7 @@ class CommState {
   std::mutex mu_;
   ncclComm_t comm_;  // nullptr once aborted or destroyed
   const int rank_;
-  const double timeout_s_;
+  const std::shared_ptr<CollectiveTracker> tracker_;
   Status error_;
   std::vector<InFlight> in_flight_;
 };

@@ -8,11 +8,14 @@
 //
 // Failure (Horovod's rule: never leave a rank hanging): the communicator is non-blocking
 // (config.blocking = 0), so no NCCL call blocks the host; calls answering ncclInProgress
-// are polled, bounded by timeout_s. A watchdog thread checks every in-flight collective's
-// done event and NCCL's asynchronous error every 100 ms; on an error, or a collective
-// older than timeout_s, it aborts the communicator (ncclCommAbort, which also ends NCCL's
-// kernels so streams waiting on them drain) and records the error, which every later
-// call returns. The caller then ends the job with abort().
+// are polled, bounded by the watchdog's timeout. Every collective is registered with the
+// job's watchdog (comm/watchdog.h) like an MPI one. A watchdog thread checks every
+// in-flight collective's done event and NCCL's asynchronous error every 100 ms; on an
+// error, or a collective older than the timeout (expired by the watchdog, which names it
+// in one line and stops new work on every communicator of the job), it aborts the
+// communicator (ncclCommAbort, which also ends NCCL's kernels so streams waiting on them
+// drain) and records the error, which every later call returns. The caller then ends the
+// job with abort().
 //
 // The handle's locking and its abort-once rule live in nccl_comm_state.h.
 #include "comm/nccl/nccl_communicator.h"
@@ -32,6 +35,8 @@
 #include "comm/mpi/mpi_communicator.h"
 #include "comm/nccl/nccl_check.h"
 #include "comm/nccl/nccl_comm_state.h"
+#include "comm/progress_board.h"
+#include "comm/watchdog.h"
 #include "core/log.h"
 
 namespace shardtrain {
@@ -70,15 +75,18 @@ StatusOr<EventPtr> make_event() {
 
 // One collective: wait() orders the compute stream after it (the host does not block)
 // and reports the communicator's health.
+// block_host (barrier): wait() also blocks the host until the collective has finished
+// (or the watchdog thread aborted it, which ends its kernel).
 class NcclWork final : public CommWork {
  public:
-  NcclWork(std::shared_ptr<CommState> state, cudaStream_t compute, EventPtr done, const char* what)
-      : state_(std::move(state)), compute_(compute), done_(std::move(done)), what_(what) {}
+  NcclWork(std::shared_ptr<CommState> state, cudaStream_t compute, EventPtr done, const char* what, bool block_host)
+      : state_(std::move(state)), compute_(compute), done_(std::move(done)), what_(what), block_host_(block_host) {}
   ~NcclWork() override { (void)wait(); }
 
   Status wait() override {
     if (done_ != nullptr) {
-      const Status s = CUDA_STATUS(cudaStreamWaitEvent(compute_, done_.get(), 0));
+      Status s = CUDA_STATUS(cudaStreamWaitEvent(compute_, done_.get(), 0));
+      if (s.ok() && block_host_) s = CUDA_STATUS(cudaEventSynchronize(done_.get()));
       done_.reset();
       if (!s.ok()) state_->fail(s.WithContext(std::string("NCCL ") + what_ + ": ordering compute after it"));
     }
@@ -90,22 +98,24 @@ class NcclWork final : public CommWork {
   cudaStream_t compute_;
   EventPtr done_;  // null once waited
   const char* what_;
+  bool block_host_;
 };
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(std::shared_ptr<CommState> state, CudaBackend& backend, int rank, int size)
-      : state_(std::move(state)), compute_(backend.stream()), ordinal_(backend.ordinal()), rank_(rank),
-        size_(size) {}
+  NcclCommunicator(std::shared_ptr<CollectiveTracker> tracker, std::shared_ptr<CommState> state,
+                   CudaBackend& backend)
+      : Communicator(std::move(tracker)), state_(std::move(state)), compute_(backend.stream()),
+        ordinal_(backend.ordinal()), rank_(tracker_ptr()->rank()), size_(tracker_ptr()->world_size()) {}
 
   ~NcclCommunicator() override {
-    if (watchdog_.joinable()) {
+    if (watch_thread_.joinable()) {
       {
         std::lock_guard<std::mutex> lock(stop_mu_);
         stopping_ = true;
       }
       stop_cv_.notify_all();
-      watchdog_.join();
+      watch_thread_.join();
     }
     state_->destroy();
     // Nothing can report failures from here; these only release resources.
@@ -126,7 +136,7 @@ class NcclCommunicator final : public Communicator {
     return Status::Ok();
   }
 
-  void start_watchdog() { watchdog_ = std::thread([this] { watchdog_loop(); }); }
+  void start_watchdog() { watch_thread_ = std::thread([this] { watchdog_loop(); }); }
   // For setup that failed on another rank: abort the NCCL communicator, since the
   // destructor's finalize would wait on peers that are not there.
   void abandon(const Status& why) { state_->fail(why); }
@@ -137,41 +147,7 @@ class NcclCommunicator final : public Communicator {
   Device buffer_device() const override { return Device::kCuda; }
   bool supports_bf16() const override { return true; }
 
-  StatusOr<CommWorkPtr> all_reduce_async(void* buf, int64_t count, CommDType dtype, ReduceOp op) override {
-    return issue("all_reduce", count, [&](ncclComm_t c, cudaStream_t s) {
-      return ncclAllReduce(buf, buf, static_cast<size_t>(count), nccl_dtype(dtype), nccl_op(op), c, s);
-    });
-  }
-  StatusOr<CommWorkPtr> broadcast_async(void* buf, int64_t count, CommDType dtype, int root) override {
-    if (root < 0 || root >= size_)
-      return Status::InvalidArgument("NCCL broadcast: root " + std::to_string(root) + " outside [0, " +
-                                     std::to_string(size_) + ")");
-    return issue("broadcast", count, [&](ncclComm_t c, cudaStream_t s) {
-      return ncclBroadcast(buf, buf, static_cast<size_t>(count), nccl_dtype(dtype), root, c, s);
-    });
-  }
-  StatusOr<CommWorkPtr> all_gather_async(const void* send, void* recv, int64_t count, CommDType dtype) override {
-    return issue("all_gather", count, [&](ncclComm_t c, cudaStream_t s) {
-      return ncclAllGather(send, recv, static_cast<size_t>(count), nccl_dtype(dtype), c, s);
-    });
-  }
-  StatusOr<CommWorkPtr> reduce_scatter_async(const void* send, void* recv, int64_t count, CommDType dtype,
-                                             ReduceOp op) override {
-    return issue("reduce_scatter", count, [&](ncclComm_t c, cudaStream_t s) {
-      return ncclReduceScatter(send, recv, static_cast<size_t>(count), nccl_dtype(dtype), nccl_op(op), c, s);
-    });
-  }
-
   Status health() override { return state_->health(); }
-
-  // Every rank has arrived once a one-element all-reduce has completed on this rank's GPU.
-  Status barrier() override {
-    ASSIGN_OR_RETURN(CommWorkPtr work, all_reduce_async(barrier_buf_, 1, CommDType::kInt32, ReduceOp::kSum));
-    RETURN_IF_ERROR(work->wait());
-    const Status synced = CUDA_STATUS(cudaStreamSynchronize(comm_stream_));
-    if (!synced.ok()) state_->fail(synced.WithContext("NCCL barrier"));
-    return state_->health();
-  }
 
   [[noreturn]] void abort(int exit_code) override {
     state_->fail(Status::Internal("abort(" + std::to_string(exit_code) + ") called"));
@@ -179,13 +155,49 @@ class NcclCommunicator final : public Communicator {
     std::_Exit(exit_code);  // MPI_Abort should not return; make sure of it.
   }
 
+ protected:
+  StatusOr<CommWorkPtr> start_all_reduce(const Collective& c, void* buf, int64_t count, CommDType dtype,
+                                         ReduceOp op) override {
+    return issue(c, [&](ncclComm_t comm, cudaStream_t s) {
+      return ncclAllReduce(buf, buf, static_cast<size_t>(count), nccl_dtype(dtype), nccl_op(op), comm, s);
+    });
+  }
+  StatusOr<CommWorkPtr> start_broadcast(const Collective& c, void* buf, int64_t count, CommDType dtype,
+                                        int root) override {
+    return issue(c, [&](ncclComm_t comm, cudaStream_t s) {
+      return ncclBroadcast(buf, buf, static_cast<size_t>(count), nccl_dtype(dtype), root, comm, s);
+    });
+  }
+  StatusOr<CommWorkPtr> start_all_gather(const Collective& c, const void* send, void* recv, int64_t count,
+                                         CommDType dtype) override {
+    return issue(c, [&](ncclComm_t comm, cudaStream_t s) {
+      return ncclAllGather(send, recv, static_cast<size_t>(count), nccl_dtype(dtype), comm, s);
+    });
+  }
+  StatusOr<CommWorkPtr> start_reduce_scatter(const Collective& c, const void* send, void* recv, int64_t count,
+                                             CommDType dtype, ReduceOp op) override {
+    return issue(c, [&](ncclComm_t comm, cudaStream_t s) {
+      return ncclReduceScatter(send, recv, static_cast<size_t>(count), nccl_dtype(dtype), nccl_op(op), comm, s);
+    });
+  }
+  // Every rank has arrived once a one-element all-reduce has completed on this rank's GPU;
+  // the work's wait() blocks the host until then.
+  StatusOr<CommWorkPtr> start_barrier(const Collective& c) override {
+    return issue(
+        c,
+        [&](ncclComm_t comm, cudaStream_t s) {
+          return ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclInt32, ncclSum, comm, s);
+        },
+        /*block_host=*/true);
+  }
+
  private:
-  // The one entry point of every collective (see the file comment for the ordering).
+  // The NCCL side of every collective (see the file comment for the ordering); `c` is
+  // already registered with the watchdog by Communicator::enter.
   template <typename Enqueue>
-  StatusOr<CommWorkPtr> issue(const char* what, int64_t count, Enqueue enqueue) {
+  StatusOr<CommWorkPtr> issue(const Collective& c, Enqueue enqueue, bool block_host = false) {
+    const char* what = collective_op_name(c.desc.op);
     RETURN_IF_ERROR(state_->health());
-    if (count < 0)
-      return Status::InvalidArgument(std::string("NCCL ") + what + ": negative count " + std::to_string(count));
     StatusOr<EventPtr> done = make_event();  // before the enqueue: little can fail after it
     if (!done.ok()) return fail(what, done.status());
     const Status ordered = [&]() -> Status {
@@ -194,11 +206,12 @@ class NcclCommunicator final : public Communicator {
       return Status::Ok();
     }();
     if (!ordered.ok()) return fail(what, ordered);
-    RETURN_IF_ERROR(state_->call(what, [&](ncclComm_t c) { return enqueue(c, comm_stream_); }));
+    const std::string text = collective_text(c, label());
+    RETURN_IF_ERROR(state_->call(text.c_str(), [&](ncclComm_t comm) { return enqueue(comm, comm_stream_); }));
     const Status recorded = CUDA_STATUS(cudaEventRecord(done->get(), comm_stream_));
     if (!recorded.ok()) return fail(what, recorded);
-    state_->track(*done, what);
-    return CommWorkPtr(new NcclWork(state_, compute_, std::move(done).value(), what));
+    state_->track(*done, c);
+    return CommWorkPtr(new NcclWork(state_, compute_, std::move(done).value(), what, block_host));
   }
 
   // A CUDA failure while issuing leaves this rank out of step with the others: it is
@@ -217,8 +230,10 @@ class NcclCommunicator final : public Communicator {
     }
     std::unique_lock<std::mutex> lock(stop_mu_);
     while (!stop_cv_.wait_for(lock, kWatchdogPeriod, [this] { return stopping_; })) {
-      // Said here as well as returned later: the main thread may be busy elsewhere.
-      if (state_->watch()) log_error(state_->health().message());
+      // An NCCL error is said here as well as returned later, since the main thread may be
+      // waiting elsewhere; a timeout is recorded on the job's watchdog, which ends every
+      // wait at once, and the CLI prints its one line.
+      if (state_->watch() && !watchdog().failed()) log_error(state_->health().message());
     }
   }
 
@@ -228,7 +243,7 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t comm_stream_ = nullptr;
   cudaEvent_t ready_ = nullptr;
   void* barrier_buf_ = nullptr;
-  std::thread watchdog_;
+  std::thread watch_thread_;  // runs watchdog_loop()
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;
@@ -276,21 +291,26 @@ Status prepare(CudaBackend* cuda, int rank, ncclUniqueId* id) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(Backend& backend, MPI_Comm comm, double timeout_s) {
+StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(Backend& backend, MPI_Comm comm,
+                                                               std::shared_ptr<Watchdog> watchdog,
+                                                               const std::string& label) {
   // A private duplicate carries the setup traffic, and agreement at each step keeps one
   // failing rank from leaving the others inside NCCL's init.
-  ASSIGN_OR_RETURN(auto ctl, MpiCommunicator::create_dup(comm));
+  ASSIGN_OR_RETURN(auto ctl, MpiCommunicator::create_dup(comm, watchdog, label + " setup"));
   const int rank = ctl->rank(), size = ctl->world_size();
+  // The NCCL communicator's own progress board, over the same ranks (collective).
+  ASSIGN_OR_RETURN(auto board, ProgressBoard::create(ctl->mpi_comm()));
+  auto tracker = std::make_shared<CollectiveTracker>(watchdog, label, rank, size, std::move(board));
   auto* cuda = dynamic_cast<CudaBackend*>(&backend);
   ncclUniqueId id{};
   RETURN_IF_ERROR(agree_on_status(*ctl, prepare(cuda, rank, &id)));
   RETURN_IF_ERROR(ctl->broadcast(&id, sizeof(id), CommDType::kUint8, 0).WithContext("NCCL init: broadcasting the id"));
 
   ncclComm_t nccl = nullptr;
-  Status local = init_comm(&nccl, size, id, rank, timeout_s);
+  Status local = init_comm(&nccl, size, id, rank, watchdog->timeout_s());
   std::unique_ptr<NcclCommunicator> made;
   if (local.ok()) {
-    made = std::make_unique<NcclCommunicator>(std::make_shared<CommState>(nccl, rank, timeout_s), *cuda, rank, size);
+    made = std::make_unique<NcclCommunicator>(tracker, std::make_shared<CommState>(nccl, tracker), *cuda);
     local = made->init_resources();
   }
   const Status agreed = agree_on_status(*ctl, local);

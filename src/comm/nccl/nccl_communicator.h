@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <memory>
+#include <string>
 
 #include "backend/backend.h"
 #include "comm/communicator.h"
@@ -16,11 +17,15 @@ namespace shardtrain {
 bool nccl_built();
 
 // Collective over `comm` (MPI, host): rank 0 makes the ncclUniqueId and broadcasts it;
-// every rank initialises its NCCL communicator (non-blocking init, bounded by timeout_s)
-// on backend's GPU, with collectives on a dedicated stream ordered against backend's
-// compute stream by events. timeout_s > 0: a collective unfinished after that long aborts
-// the NCCL communicator (ncclCommAbort) and returns an Internal error naming the collective.
-// REQUIRES: backend is the CUDA backend and outlives the communicator; every rank calls.
-StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(Backend& backend, MPI_Comm comm, double timeout_s);
+// every rank initialises its NCCL communicator (non-blocking init, bounded by the
+// watchdog's timeout) on backend's GPU, with collectives on a dedicated stream ordered
+// against backend's compute stream by events. Collectives register with `watchdog` under
+// `label`; one unfinished after the watchdog's timeout (when > 0) is named in one line and
+// aborts the NCCL communicator (ncclCommAbort), and every later call returns that
+// kDeadlineExceeded error. REQUIRES: backend is the CUDA backend and outlives the
+// communicator; every rank calls.
+StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(Backend& backend, MPI_Comm comm,
+                                                               std::shared_ptr<Watchdog> watchdog,
+                                                               const std::string& label);
 
 }  // namespace shardtrain

@@ -7,7 +7,8 @@ namespace shardtrain {
 bool nccl_built() { return false; }
 
 StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(Backend& /*backend*/, MPI_Comm /*comm*/,
-                                                               double /*timeout_s*/) {
+                                                               std::shared_ptr<Watchdog> /*watchdog*/,
+                                                               const std::string& /*label*/) {
   return Status::Unavailable("this build has no NCCL (built with -DSHARDTRAIN_CUDA=OFF)");
 }
 
