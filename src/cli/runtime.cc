@@ -11,7 +11,11 @@
 namespace shardtrain {
 
 int exit_code_for(const Status& s) {
-  return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument: return kExitUsage;
+    case StatusCode::kNonFinite: return kExitNonFinite;
+    default: return kExitFailure;
+  }
 }
 
 std::unique_ptr<MpiRuntime> MpiRuntime::init_or_exit(int* argc, char*** argv) {

@@ -19,8 +19,12 @@ namespace shardtrain {
 
 inline constexpr int kExitUsage = 2;  // bad flags or config
 inline constexpr int kExitFailure = 1;
+// Training diverged: a non-finite loss or gradient norm (train.on_nonfinite) or a
+// non-finite parameter at a save. Nothing non-finite was checkpointed; requeueing would
+// only diverge again, so job scripts should not retry on this code.
+inline constexpr int kExitNonFinite = 3;
 
-// kExitUsage for InvalidArgument, kExitFailure otherwise.
+// kExitUsage for InvalidArgument, kExitNonFinite for NonFinite, kExitFailure otherwise.
 int exit_code_for(const Status& s);
 
 class MpiRuntime {

@@ -11,6 +11,7 @@ static const char* StatusCodeName(StatusCode c) {
     case StatusCode::kFailedPrecondition: return "failed precondition";
     case StatusCode::kUnavailable: return "unavailable";
     case StatusCode::kInternal: return "internal";
+    case StatusCode::kNonFinite: return "non-finite";
   }
   return "unknown";
 }

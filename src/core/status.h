@@ -19,6 +19,7 @@ enum class StatusCode {
   kFailedPrecondition, // state does not allow the operation (e.g. run dir already used)
   kUnavailable,        // device or library not usable here (no GPU, no NCCL)
   kInternal,           // a library call (MPI, HDF5, CUDA) failed
+  kNonFinite,          // training diverged: a loss, gradient or parameter is NaN/inf (exit code 3)
 };
 
 class [[nodiscard]] Status {
@@ -31,6 +32,7 @@ class [[nodiscard]] Status {
   static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status NonFinite(std::string m) { return {StatusCode::kNonFinite, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
