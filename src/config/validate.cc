@@ -124,6 +124,8 @@ Status validate_train(const config::TrainConfig& t) {
   RETURN_IF_ERROR(check_non_negative("train.eval_every", t.eval_every()));
   RETURN_IF_ERROR(check_positive("train.log_every", t.log_every()));
   RETURN_IF_ERROR(check_non_negative("train.threads", t.threads()));
+  RETURN_IF_ERROR(check_non_negative("train.max_skipped_steps", t.max_skipped_steps()));
+  RETURN_IF_ERROR(check_non_negative("train.max_consecutive_skipped_steps", t.max_consecutive_skipped_steps()));
   return Status::Ok();
 }
 
