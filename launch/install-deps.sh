@@ -13,6 +13,7 @@ pkgs=(
   dataset-fashion-mnist                # the real training data, as gzipped IDX files
   fortunes                             # English text for the byte-level language model
   python3-h5py python3-torch python3-numpy  # reference tests only, under /usr/bin/python3
+  iproute2                             # ip netns: simulated hosts of the multi-host test
 )
 
 missing=()
