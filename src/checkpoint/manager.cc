@@ -106,7 +106,7 @@ Status CheckpointManager::save(const CheckpointData& data) {
   // that nothing older was touched.
   if (!s.ok())
     return s.WithContext("checkpoint of step " + std::to_string(data.step) +
-                         " not saved (older checkpoints and `latest` are unchanged)");
+                         " not saved (older checkpoints and the latest link are unchanged)");
   RETURN_IF_ERROR(update_latest(name));
   prune(final_path);
   return Status::Ok();
