@@ -32,7 +32,11 @@ Status write_file_atomic(const std::string& path, const std::string& text) {
   {
     std::ofstream f(tmp, std::ios::trunc);
     f << text;
-    if (!f.flush()) return Status::Internal("cannot write " + tmp);
+    if (!f.flush()) {  // a full disk: say so, and leave nothing half-written behind
+      const std::string why = std::strerror(errno);
+      std::remove(tmp.c_str());
+      return Status::Internal("cannot write " + tmp + ": " + why);
+    }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
     return Status::Internal("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
