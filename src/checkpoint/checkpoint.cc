@@ -202,7 +202,8 @@ Status read_body(hid_t file, const std::string& path, CheckpointData* d) {
 // closes that id again and dereferences the freed state (the exit-139 crash after
 // "cannot write tensor ..."; fixed upstream only in 1.14.1). An in-memory file never
 // fails to close, and write_image() reports the disk's errno precisely.
-// Cost: the image is one more host copy of the checkpoint while it is written.
+// Cost: host memory for the image, twice while H5Fget_file_image copies it out of the
+// driver (closed right after), so up to 2x the file on top of `d` during a save.
 StatusOr<FileImage> build_image(const std::string& path, const CheckpointData& d) {
   size_t payload = 0;
   for (const auto* list : {&d.params, &d.optimizer})

@@ -76,8 +76,8 @@ struct CheckpointData {
 // Atomic replacement is the CheckpointManager's job, not this function's. On failure a
 // partially written `path` is removed, and a disk error names the errno ("PATH: cannot
 // write the checkpoint (N bytes): No space left on device"). The file is closed before
-// returning; the caller fsyncs if it needs durability. Peak extra host memory: one copy
-// of the file.
+// returning; the caller fsyncs if it needs durability. Peak extra host memory: two
+// copies of the file for a moment (HDF5's in-memory image and the one written), then one.
 // REQUIRES: param names non-empty without '/'; optimizer names "STATE/NAME"; names
 // unique; each data.size() equals its shape's numel (else InvalidArgument).
 // A parameter holding NaN or inf is refused with NonFinite, naming the tensor.
