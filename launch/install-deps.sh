@@ -15,6 +15,7 @@ pkgs=(
   python3-h5py python3-torch python3-numpy  # reference tests only, under /usr/bin/python3
   slurm-wlm munge                      # a throwaway Slurm for the cluster/ tests (cluster/local/start.sh);
                                        # srun --mpi=pmix finds libpmix through libopenmpi-dev
+  iproute2                             # ip netns: simulated hosts of the multi-host test
 )
 
 missing=()

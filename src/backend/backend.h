@@ -18,6 +18,7 @@
 // Thread-safety: a Backend is used by one thread (the trainer's).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -112,6 +113,10 @@ class Backend {
   // ---- reductions (fixed order; synchronize and return to host)
   virtual double sum(const float* x, int64_t n) = 0;
   virtual double sum_squares(const float* x, int64_t n) = 0;
+  // True when no element is NaN or infinite. Exactly isfinite(sum_squares(x, n)) (a square
+  // of a finite float cannot overflow a double), which is what this default computes;
+  // a backend may override it with a cheaper pass, since the trainer checks every step.
+  virtual bool all_finite(const float* x, int64_t n) { return std::isfinite(sum_squares(x, n)); }
 
   // ---- transformer primitives. Tensors are dtype-checked by the backend: fp32 on the CPU
   // (the reference); shapes as stated, contiguous. A mismatch is a programming error and

@@ -1,11 +1,18 @@
 #include "checkpoint/checkpoint.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <climits>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 
@@ -20,6 +27,11 @@ namespace {
 constexpr const char* kRngScheme =
     "counter-based: every random stream is derived from (seed, purpose, step or epoch); "
     "seed + /meta step + /data epoch is the complete RNG state";
+
+struct FileImage {
+  std::unique_ptr<char[]> bytes;
+  size_t size = 0;
+};
 
 bool valid_component(const std::string& s) {
   return !s.empty() && s != "." && s != ".." && s.find('/') == std::string::npos;
@@ -62,6 +74,15 @@ Status validate_for_write(const CheckpointData& d) {
         return Status::InvalidArgument("checkpoint: tensor " + t.name + " has " + std::to_string(t.data.size()) +
                                        " values but shape " + shape_str(t.shape));
     }
+  // A diverged model is never saved: it would replace a good checkpoint under keep_last
+  // and --resume auto would pick it. (Optimizer state is not checked: it only ever
+  // matters together with parameters, and those are.)
+  for (const HostTensor& t : d.params)
+    for (size_t i = 0; i < t.data.size(); ++i)
+      if (!std::isfinite(t.data[i]))
+        return Status::NonFinite("checkpoint: parameter " + t.name + " holds a non-finite value (" +
+                                 std::to_string(t.data[i]) + " at element " + std::to_string(i) +
+                                 "); refusing to save a diverged model");
   return Status::Ok();
 }
 
@@ -173,27 +194,77 @@ Status read_body(hid_t file, const std::string& path, CheckpointData* d) {
   return read_ranged(data.get(), "samples_seen", 0, INT64_MAX, w_data, &d->samples_seen);
 }
 
+// The whole file, built in memory by HDF5's core driver (no backing store).
+//
+// Why not let HDF5 write to disk: in HDF5 1.10 a failed H5Fclose (any write error while
+// flushing, e.g. a full disk) frees the file's internal state but leaves its id
+// registered; the library's shutdown, which parallel HDF5 runs from MPI_Finalize, then
+// closes that id again and dereferences the freed state (the exit-139 crash after
+// "cannot write tensor ..."; fixed upstream only in 1.14.1). An in-memory file never
+// fails to close, and write_image() reports the disk's errno precisely.
+// Cost: host memory for the image, twice while H5Fget_file_image copies it out of the
+// driver (closed right after), so up to 2x the file on top of `d` during a save.
+StatusOr<FileImage> build_image(const std::string& path, const CheckpointData& d) {
+  size_t payload = 0;
+  for (const auto* list : {&d.params, &d.optimizer})
+    for (const HostTensor& t : *list) payload += t.data.size() * sizeof(float);
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  h5_quiet_errors();
+  const std::string what = path + ": cannot build the checkpoint in memory (out of host memory?)";
+  H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  // One allocation for tensors plus metadata, instead of growing by small steps.
+  if (!fapl.valid() || H5Pset_fapl_core(fapl.get(), payload + (1 << 20), /*backing_store=*/0) < 0)
+    return Status::Internal(what);
+  H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
+  if (!file.valid()) return Status::Internal(what);
+  RETURN_IF_ERROR(write_contents(file.get(), path, d));
+  if (H5Fflush(file.get(), H5F_SCOPE_LOCAL) < 0) return Status::Internal(what);
+  const ssize_t size = H5Fget_file_image(file.get(), nullptr, 0);
+  if (size <= 0) return Status::Internal(what);
+  FileImage image{std::unique_ptr<char[]>(new char[size]), static_cast<size_t>(size)};
+  if (H5Fget_file_image(file.get(), image.bytes.get(), image.size) != size) return Status::Internal(what);
+  if (file.close() < 0) return Status::Internal(what);
+  return image;
+}
+
+// Writes the image to fd, reserving its space first so a full disk is found before any
+// byte is written where the file system supports that.
+Status write_image(int fd, const FileImage& image, const std::string& path) {
+  auto failed = [&](const char* doing) {
+    return Status::Internal(path + ": cannot " + doing + " checkpoint (" + std::to_string(image.size) +
+                            " bytes): " + std::strerror(errno));
+  };
+  if (::fallocate(fd, 0, 0, static_cast<off_t>(image.size)) != 0 && errno != EOPNOTSUPP && errno != ENOSYS)
+    return failed("reserve space for the");
+  for (size_t done = 0; done < image.size;) {
+    const size_t chunk = std::min<size_t>(image.size - done, size_t{1} << 30);
+    const ssize_t n = ::write(fd, image.bytes.get() + done, chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return failed("write the");
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status checkpoint_write(const std::string& path, const CheckpointData& data) {
   RETURN_IF_ERROR(validate_for_write(data).WithContext(path));
-  std::lock_guard<std::mutex> lock(hdf5_mutex());
-  h5_quiet_errors();
-  H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-  if (!file.valid()) {
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0)
+  // Create the file first: an existing name is refused before any work is done.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST)
       return Status::FailedPrecondition(path + ": already exists; refusing to overwrite a checkpoint");
-    return Status::Internal(path + ": cannot create checkpoint file (missing directory or no permission?)");
+    return Status::Internal(path + ": cannot create checkpoint file: " + std::strerror(errno));
   }
-  Status s = write_contents(file.get(), path, data);
-  if (s.ok() && H5Fflush(file.get(), H5F_SCOPE_LOCAL) < 0)
-    s = Status::Internal(path + ": cannot flush checkpoint file (disk full?)");
-  if (s.ok() && file.close() < 0) s = Status::Internal(path + ": cannot close checkpoint file (disk full?)");
-  if (!s.ok()) {
-    file.reset();
-    std::remove(path.c_str());  // we created it: never leave a half-written checkpoint behind
-  }
+  Status s;
+  {
+    auto image = build_image(path, data);
+    s = image.ok() ? write_image(fd, image.value(), path) : image.status();
+  }  // the image is freed before the (possibly slow) close
+  if (::close(fd) != 0 && s.ok())  // NFS reports deferred write errors here
+    s = Status::Internal(path + ": cannot write checkpoint: " + std::strerror(errno));
+  if (!s.ok()) ::unlink(path.c_str());  // we created it: never leave a half-written checkpoint behind
   return s;
 }
 

@@ -31,7 +31,9 @@
 // step or epoch), so the seed plus /meta step and /data epoch is the whole RNG state.
 //
 // Who writes: only rank 0. Data-parallel replicas hold identical parameters and optimizer
-// state, so one serial writer (default file-access properties, no MPI-IO) suffices.
+// state, so one serial writer (no MPI-IO) suffices. The file is built in memory by HDF5's
+// core driver and written with plain POSIX calls (checkpoint.cc says why: a disk error
+// inside HDF5 1.10 leaves the library unable to shut down).
 //
 // Thread safety: both functions hold hdf5_mutex() for the whole file operation.
 #pragma once
@@ -70,12 +72,15 @@ struct CheckpointData {
   int format_version = kCheckpointFormatVersion;  // filled by checkpoint_read
 };
 
-// Writes `data` to exactly `path`, which must not exist (H5F_ACC_EXCL: never overwrites).
+// Writes `data` to exactly `path`, which must not exist (O_EXCL: never overwrites).
 // Atomic replacement is the CheckpointManager's job, not this function's. On failure a
-// partially written `path` is removed. The file is flushed and closed before returning;
-// the caller fsyncs if it needs durability.
+// partially written `path` is removed, and a disk error names the errno ("PATH: cannot
+// write the checkpoint (N bytes): No space left on device"). The file is closed before
+// returning; the caller fsyncs if it needs durability. Peak extra host memory: two
+// copies of the file for a moment (HDF5's in-memory image and the one written), then one.
 // REQUIRES: param names non-empty without '/'; optimizer names "STATE/NAME"; names
 // unique; each data.size() equals its shape's numel (else InvalidArgument).
+// A parameter holding NaN or inf is refused with NonFinite, naming the tensor.
 Status checkpoint_write(const std::string& path, const CheckpointData& data);
 
 // Reads and validates everything: layout, attribute types, tensor types, checksums.

@@ -97,12 +97,16 @@ Status CheckpointManager::save(const CheckpointData& data) {
 
   const std::string tmp = final_path + temp_suffix();
   ::unlink(tmp.c_str());  // our own leftover from an earlier failed save in this process
-  RETURN_IF_ERROR(checkpoint_write(tmp, data));
-  Status s = publish(tmp, final_path);
-  if (!s.ok()) {
-    ::unlink(tmp.c_str());
-    return s;
+  Status s = checkpoint_write(tmp, data);  // removes tmp itself on failure
+  if (s.ok()) {
+    s = publish(tmp, final_path);
+    if (!s.ok()) ::unlink(tmp.c_str());
   }
+  // The line a user sees for a full disk or a diverged model: which run, which step, and
+  // that nothing older was touched.
+  if (!s.ok())
+    return s.WithContext("checkpoint of step " + std::to_string(data.step) +
+                         " not saved (older checkpoints and the latest link are unchanged)");
   RETURN_IF_ERROR(update_latest(name));
   prune(final_path);
   return Status::Ok();
@@ -155,7 +159,8 @@ Status CheckpointManager::update_latest(const std::string& name) {
   return fsync_path(dir_, true);
 }
 
-// Temp files of other pids are leftovers of a crashed run (one writer per directory).
+// Temp files of other pids are leftovers of a crashed run: one job at a time holds the
+// run dir (checkpoint/run_dir_lock.h), and only its rank 0 writes here.
 void CheckpointManager::remove_stale_temps() const {
   const long me = static_cast<long>(::getpid());
   std::error_code ec;

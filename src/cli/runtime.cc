@@ -11,8 +11,12 @@
 namespace shardtrain {
 
 int exit_code_for(const Status& s) {
-  if (s.code() == StatusCode::kDeadlineExceeded) return kExitCommTimeout;
-  return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument: return kExitUsage;
+    case StatusCode::kNonFinite: return kExitNonFinite;
+    case StatusCode::kDeadlineExceeded: return kExitCommTimeout;
+    default: return kExitFailure;
+  }
 }
 
 std::unique_ptr<MpiRuntime> MpiRuntime::init_or_exit(int* argc, char*** argv) {

@@ -31,8 +31,13 @@ inline constexpr int kExitPreempted = 75;
 // help, unlike kExitFailure. 76 is sysexits.h's EX_PROTOCOL ("remote error in protocol").
 inline constexpr int kExitCommTimeout = 76;
 
-// kExitUsage for InvalidArgument, kExitCommTimeout for DeadlineExceeded, kExitFailure
-// otherwise.
+// Training diverged: a non-finite loss or gradient norm (train.on_nonfinite) or a
+// non-finite parameter at a save. Nothing non-finite was checkpointed; requeueing would
+// only diverge again, so job scripts should not retry on this code.
+inline constexpr int kExitNonFinite = 3;
+
+// kExitUsage for InvalidArgument, kExitNonFinite for NonFinite, kExitCommTimeout for
+// DeadlineExceeded, kExitFailure otherwise.
 int exit_code_for(const Status& s);
 
 class MpiRuntime {

@@ -23,6 +23,7 @@ Status agree_on_status(Communicator& comm, const Status& local) {
     case StatusCode::kFailedPrecondition: return Status::FailedPrecondition(message);
     case StatusCode::kUnavailable: return Status::Unavailable(message);
     case StatusCode::kDeadlineExceeded: return Status::DeadlineExceeded(message);
+    case StatusCode::kNonFinite: return Status::NonFinite(message);
     default: return Status::Internal(message);
   }
 }

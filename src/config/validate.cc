@@ -127,6 +127,8 @@ Status validate_train(const config::TrainConfig& t) {
   RETURN_IF_ERROR(check_positive("train.log_every", t.log_every()));
   RETURN_IF_ERROR(check_non_negative("train.threads", t.threads()));
   RETURN_IF_ERROR(parse_signal_list("train.stop_signals", t.stop_signals()).status());
+  RETURN_IF_ERROR(check_non_negative("train.max_skipped_steps", t.max_skipped_steps()));
+  RETURN_IF_ERROR(check_non_negative("train.max_consecutive_skipped_steps", t.max_consecutive_skipped_steps()));
   return Status::Ok();
 }
 

@@ -12,6 +12,7 @@ static const char* StatusCodeName(StatusCode c) {
     case StatusCode::kUnavailable: return "unavailable";
     case StatusCode::kInternal: return "internal";
     case StatusCode::kDeadlineExceeded: return "deadline exceeded";
+    case StatusCode::kNonFinite: return "non-finite";
   }
   return "unknown";
 }

@@ -21,6 +21,7 @@ enum class StatusCode {
   kInternal,           // a library call (MPI, HDF5, CUDA) failed
   kDeadlineExceeded,   // a collective did not complete within comm.timeout_s: the CLI
                        // aborts the job with exit code 76 (cli/runtime.h)
+  kNonFinite,          // training diverged: a loss, gradient or parameter is NaN/inf (exit code 3)
 };
 
 class [[nodiscard]] Status {
@@ -34,6 +35,7 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
+  static Status NonFinite(std::string m) { return {StatusCode::kNonFinite, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -111,13 +111,21 @@ float Optimizer::step(int64_t step) {
   return lr;
 }
 
-double clip_grad_norm(Backend& backend, Tensor& grads, float max_norm) {
-  const double norm = std::sqrt(backend.sum_squares(grads.f32(), grads.numel()));
+double grad_global_norm(Backend& backend, const Tensor& grads) {
+  return std::sqrt(backend.sum_squares(grads.f32(), grads.numel()));
+}
+
+void clip_grads_to_norm(Backend& backend, Tensor& grads, double norm, float max_norm) {
   if (max_norm > 0 && norm > max_norm) {
     // Same as PyTorch: coefficient from the fp32 norm, applied as one fp32 multiply.
     const float coef = max_norm / (static_cast<float>(norm) + 1e-6f);
     backend.scale(grads.f32(), grads.numel(), coef);
   }
+}
+
+double clip_grad_norm(Backend& backend, Tensor& grads, float max_norm) {
+  const double norm = grad_global_norm(backend, grads);
+  clip_grads_to_norm(backend, grads, norm, max_norm);
   return norm;
 }
 

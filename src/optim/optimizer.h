@@ -80,5 +80,9 @@ class Optimizer {
 // (NaN/inf are returned as they are, and such grads are left unscaled for the caller to
 // detect). The norm is computed by backend.sum_squares (fixed order, in double).
 double clip_grad_norm(Backend& backend, Tensor& grads, float max_norm);
+// The two halves of clip_grad_norm, for callers that inspect the norm before clipping:
+// the global L2 norm, and the scaling for a norm computed by grad_global_norm.
+double grad_global_norm(Backend& backend, const Tensor& grads);
+void clip_grads_to_norm(Backend& backend, Tensor& grads, double norm, float max_norm);
 
 }  // namespace shardtrain

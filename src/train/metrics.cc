@@ -16,6 +16,19 @@ std::string format_duration(double s) {
   return buf;
 }
 
+namespace {
+
+// A JSON number, or null for NaN and infinities (JSON has no literal for them; printf's
+// "nan" or "-nan" would make the whole line unreadable).
+std::string json_num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+}  // namespace
+
 std::string progress_line(const TrainLogRecord& r) {
   char rate[96];
   if (r.tokens_per_s <= 0)
@@ -24,10 +37,12 @@ std::string progress_line(const TrainLogRecord& r) {
     std::snprintf(rate, sizeof rate, "%.0f tok/s | MFU %.1f%%", r.tokens_per_s, 100 * r.mfu);
   else
     std::snprintf(rate, sizeof rate, "%.0f tok/s | %.1f GFLOP/s", r.tokens_per_s, r.flops_per_s / 1e9);
-  char buf[320];
-  std::snprintf(buf, sizeof buf, "step %lld/%lld | epoch %lld | loss %.4f | acc %.2f%% | lr %.3g | %s | ETA %s",
-                (long long)r.step, (long long)r.total_steps, (long long)r.epoch, r.loss, 100 * r.accuracy, r.lr, rate,
-                format_duration(r.eta_s).c_str());
+  char buf[360];
+  int n = std::snprintf(buf, sizeof buf, "step %lld/%lld | epoch %lld | loss %.4f | acc %.2f%% | lr %.3g | %s | ETA %s",
+                        (long long)r.step, (long long)r.total_steps, (long long)r.epoch, r.loss, 100 * r.accuracy,
+                        r.lr, rate, format_duration(r.eta_s).c_str());
+  if (r.skipped_steps > 0 && n > 0 && n < static_cast<int>(sizeof buf))
+    std::snprintf(buf + n, sizeof buf - n, " | %lld non-finite steps skipped", (long long)r.skipped_steps);
   return buf;
 }
 
@@ -57,26 +72,24 @@ Status MetricsLog::write_line(const std::string& line) {
 }
 
 Status MetricsLog::write(const TrainLogRecord& r) {
-  char buf[512];
-  int n = std::snprintf(buf, sizeof buf,
-                        "{\"kind\":\"train\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.6g,\"accuracy\":%.6g,"
-                        "\"lr\":%.6g,\"grad_norm\":%.6g,\"samples_per_s\":%.6g,\"elapsed_s\":%.3f",
-                        (long long)r.step, (long long)r.epoch, r.loss, r.accuracy, r.lr, r.grad_norm, r.samples_per_s,
-                        r.elapsed_s);
+  std::string line = "{\"kind\":\"train\",\"step\":" + std::to_string(r.step) +
+                     ",\"epoch\":" + std::to_string(r.epoch) + ",\"loss\":" + json_num(r.loss) +
+                     ",\"accuracy\":" + json_num(r.accuracy) + ",\"lr\":" + json_num(r.lr) +
+                     ",\"grad_norm\":" + json_num(r.grad_norm) + ",\"samples_per_s\":" + json_num(r.samples_per_s);
+  char elapsed[32];
+  std::snprintf(elapsed, sizeof elapsed, "%.3f", r.elapsed_s);
+  line += std::string(",\"elapsed_s\":") + elapsed;
   if (r.tokens_per_s > 0)
-    n += std::snprintf(buf + n, sizeof buf - n, ",\"tokens_per_s\":%.6g,\"flops_per_s\":%.6g", r.tokens_per_s,
-                       r.flops_per_s);
-  if (r.mfu > 0) n += std::snprintf(buf + n, sizeof buf - n, ",\"mfu\":%.6g", r.mfu);
-  std::snprintf(buf + n, sizeof buf - n, "}");
-  return write_line(buf);
+    line += ",\"tokens_per_s\":" + json_num(r.tokens_per_s) + ",\"flops_per_s\":" + json_num(r.flops_per_s);
+  if (r.mfu > 0) line += ",\"mfu\":" + json_num(r.mfu);
+  if (r.skipped_steps > 0) line += ",\"skipped_steps\":" + std::to_string(r.skipped_steps);
+  return write_line(line + "}");
 }
 
 Status MetricsLog::write(const EvalLogRecord& r) {
-  char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "{\"kind\":\"eval\",\"step\":%lld,\"test_loss\":%.6g,\"test_accuracy\":%.6g,\"samples\":%lld}",
-                (long long)r.step, r.test_loss, r.test_accuracy, (long long)r.samples);
-  return write_line(buf);
+  return write_line("{\"kind\":\"eval\",\"step\":" + std::to_string(r.step) + ",\"test_loss\":" +
+                    json_num(r.test_loss) + ",\"test_accuracy\":" + json_num(r.test_accuracy) +
+                    ",\"samples\":" + std::to_string(r.samples) + "}");
 }
 
 }  // namespace shardtrain

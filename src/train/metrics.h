@@ -1,5 +1,6 @@
 // Progress output of rank 0: a human line on stdout and one JSON object per line in
-// RUN_DIR/metrics.jsonl (appended, so a resumed run continues the same file).
+// RUN_DIR/metrics.jsonl (appended, so a resumed run continues the same file). Every line
+// is valid JSON: a NaN or infinite value is written as null.
 #pragma once
 
 #include <cstdio>
@@ -19,6 +20,7 @@ struct TrainLogRecord {
   // Language models only (tokens_per_s > 0): tokens trained per second over all ranks, the
   // model FLOP/s they mean, and its fraction of the devices' peak (0 when unknown).
   double tokens_per_s = 0, flops_per_s = 0, mfu = 0;
+  int64_t skipped_steps = 0;  // non-finite steps skipped so far by this process (train.on_nonfinite)
 };
 struct EvalLogRecord {
   int64_t step;

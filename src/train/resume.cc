@@ -82,9 +82,16 @@ Status Trainer::restore() {
   std::string path;
   Status st;
   if (root) {
-    auto resolved = resolve_resume_path();
-    if (resolved.ok()) path = resolved.value();
-    st = resolved.status();
+    // Lock before looking: another job's checkpoints may change under us otherwise, and
+    // a job that cannot lock must leave the run dir exactly as it found it.
+    auto lock = RunDirLock::acquire(opts_.run_dir);
+    st = lock.status();
+    if (st.ok()) {
+      run_lock_ = std::move(lock).value();
+      auto resolved = resolve_resume_path();
+      if (resolved.ok()) path = resolved.value();
+      st = resolved.status();
+    }
   }
   RETURN_IF_ERROR(agree_on_status(comm_, st));
   RETURN_IF_ERROR(broadcast_string(comm_, &path, 0));

@@ -1,4 +1,5 @@
 // Trainer, part 3: one optimizer step on one batch.
+#include "optim/schedule.h"
 #include "train/setup.h"
 #include "train/trainer.h"
 
@@ -17,8 +18,21 @@ StatusOr<Trainer::StepResult> Trainer::train_step(const Batch& batch, int64_t st
   sr.batch = model_->forward_backward(ctx, batch_inputs(*model_, batch), batch.size,
                                       [this](int first) { reducer_->ready_from(first); });
   RETURN_IF_ERROR(reducer_->finish());
+
+  // No NaN or inf may reach the parameters (train.on_nonfinite): the summed gradients are
+  // checked every step, through their norm when it is computed anyway (clipping, a log
+  // line), else by the cheaper all_finite pass, which falls back to the norm only to name
+  // the bad value.
+  Tensor& grads = model_->flat_grads();
   const float max_norm = cfg_.optimizer().clip_grad_norm();
-  if (max_norm > 0 || want_norm) sr.grad_norm = clip_grad_norm(*backend_, model_->flat_grads(), max_norm);
+  if (max_norm > 0 || want_norm || !backend_->all_finite(grads.f32(), grads.numel()))
+    sr.grad_norm = grad_global_norm(*backend_, grads);
+  ASSIGN_OR_RETURN(sr.check, agree_step_check(comm_, sr.batch.loss_sum, sr.grad_norm));
+  if (!sr.check.finite()) {  // no update: parameters and optimizer state stay as they were
+    sr.lr = schedule_lr(cfg_.optimizer(), step, total_steps_);
+    return sr;
+  }
+  clip_grads_to_norm(*backend_, grads, sr.grad_norm, max_norm);
   sr.lr = opt_->step(step);
   return sr;
 }

@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -33,7 +34,11 @@ Status write_file_atomic(const std::string& path, const std::string& text) {
   {
     std::ofstream f(tmp, std::ios::trunc);
     f << text;
-    if (!f.flush()) return Status::Internal("cannot write " + tmp);
+    if (!f.flush()) {  // a full disk: say so, and leave nothing half-written behind
+      const std::string why = std::strerror(errno);
+      std::remove(tmp.c_str());
+      return Status::Internal("cannot write " + tmp + ": " + why);
+    }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
     return Status::Internal("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
@@ -114,22 +119,32 @@ Status Trainer::stop_for_signal(const StopRequest& req, Clock::time_point voted_
   return Status::Ok();
 }
 
-Status Trainer::run_eval() {
+Status Trainer::run_eval(bool* all_ranks) {
   ASSIGN_OR_RETURN(EvalResult e, evaluate(*model_, *test_data_, comm_));
+  EvalLogRecord r{progress_.step, e.loss, e.accuracy, e.samples};
   if (topo_.rank == 0) {
-    EvalLogRecord r{progress_.step, e.loss, e.accuracy, e.samples};
     std::printf("%s\n", eval_line(r).c_str());
     std::fflush(stdout);
-    RETURN_IF_ERROR(metrics_.write(r));
   }
-  return Status::Ok();
+  Status st = agree_on_status(comm_, topo_.rank == 0 ? metrics_.write(r) : Status::Ok());
+  if (!st.ok()) *all_ranks = true;
+  return st;
 }
 
 Status Trainer::log_progress(double loss_sum, double correct, double samples, double predictions, double grad_norm,
-                             float lr) {
+                             float lr, bool* all_ranks) {
   double sums[4] = {loss_sum, correct, samples, predictions};
   RETURN_IF_ERROR(comm_.all_reduce(sums, 4, CommDType::kFloat64, ReduceOp::kSum));
-  if (topo_.rank != 0) return Status::Ok();
+  Status st;
+  if (topo_.rank == 0) st = print_progress(sums, grad_norm, lr);
+  st = agree_on_status(comm_, st);
+  if (!st.ok()) *all_ranks = true;
+  return st;
+}
+
+// Rank 0: the progress line and its metrics record. `sums`: loss, correct, samples and
+// predictions of the steps applied since the last line, summed over ranks.
+Status Trainer::print_progress(const double sums[4], double grad_norm, float lr) {
   // Time spent evaluating and checkpointing is not training time.
   const double dt = seconds_since(log_time_) - excluded_s_;
   excluded_s_ = 0;
@@ -138,8 +153,10 @@ Status Trainer::log_progress(double loss_sum, double correct, double samples, do
   r.step = progress_.step;
   r.total_steps = total_steps_;
   r.epoch = last_epoch_;  // of the batch just trained (progress_.data is the next one)
-  r.loss = sums[3] > 0 ? sums[0] / sums[3] : 0;
-  r.accuracy = sums[3] > 0 ? sums[1] / sums[3] : 0;
+  // Skipped (non-finite) steps are not in the sums; if every step was, there is no loss.
+  r.loss = sums[3] > 0 ? sums[0] / sums[3] : std::nan("");
+  r.accuracy = sums[3] > 0 ? sums[1] / sums[3] : std::nan("");
+  r.skipped_steps = skipped_total_;
   r.lr = lr;
   r.grad_norm = grad_norm;
   r.samples_per_s = dt > 0 ? sums[2] / dt : 0;
@@ -156,6 +173,31 @@ Status Trainer::log_progress(double loss_sum, double correct, double samples, do
   log_time_ = Clock::now();
   log_step_ = progress_.step;
   return metrics_.write(r);
+}
+
+Status Trainer::handle_nonfinite(int64_t step, const StepCheck& check) {
+  const auto& tc = cfg_.train();
+  ++skipped_total_;
+  ++skipped_in_a_row_;
+  const std::string what = "step " + std::to_string(step + 1) + ": " + check.describe();
+  std::string why;
+  if (tc.on_nonfinite() == config::TrainConfig::NONFINITE_STOP)
+    why = "train.on_nonfinite is stop";
+  else if (skipped_total_ > tc.max_skipped_steps())
+    why = std::to_string(skipped_total_) + " steps skipped, more than train.max_skipped_steps = " +
+          std::to_string(tc.max_skipped_steps());
+  else if (skipped_in_a_row_ > tc.max_consecutive_skipped_steps())
+    why = std::to_string(skipped_in_a_row_) + " steps in a row skipped, more than "
+          "train.max_consecutive_skipped_steps = " + std::to_string(tc.max_consecutive_skipped_steps());
+  if (why.empty()) {
+    if (topo_.rank == 0)
+      log_warn(what + "; skipped its update (" + std::to_string(skipped_total_) + " skipped so far)");
+    return Status::Ok();
+  }
+  const std::string kept = last_saved_step_ >= 0 ? "the newest checkpoint (step " + std::to_string(last_saved_step_) +
+                                                       ") holds the last finite state"
+                                                 : "no checkpoint was written";
+  return Status::NonFinite(what + " before the optimizer update; stopping (" + why + "); " + kept);
 }
 
 Status Trainer::run(bool* all_ranks) {
@@ -186,7 +228,7 @@ Status Trainer::run(bool* all_ranks) {
 
   const auto& tc = cfg_.train();
   const StopSignals* signals = opts_.stop_signals;
-  double loss_sum = 0, correct = 0, samples = 0, predictions = 0;
+  double loss_sum = 0, correct = 0, samples = 0, predictions = 0;  // of applied steps since the last log line
   start_time_ = log_time_ = Clock::now();
   flops_per_token_ = model_->flops_per_token();
   log_step_ = progress_.step;
@@ -207,6 +249,12 @@ Status Trainer::run(bool* all_ranks) {
     ASSIGN_OR_RETURN(CommWorkPtr vote_work, step_vote_begin(comm_, &vote));
     ASSIGN_OR_RETURN(StepResult sr, train_step(batch, step, log_now));
     RETURN_IF_ERROR(vote_work->wait());
+    if (!sr.check.finite()) {
+      Status s = handle_nonfinite(step, sr.check);  // the check was agreed: so is this
+      if (!s.ok()) return *all_ranks = true, s;
+    } else {
+      skipped_in_a_row_ = 0;
+    }
     const BatchResult& r = sr.batch;
     const double grad_norm = sr.grad_norm;
     const float lr = sr.lr;
@@ -227,17 +275,19 @@ Status Trainer::run(bool* all_ranks) {
     progress_.samples_seen += batch.global_size;
     progress_.data = train_data_->position();
     last_epoch_ = batch.epoch;
-    loss_sum += r.loss_sum;
-    correct += static_cast<double>(r.correct);
-    samples += static_cast<double>(r.samples);
-    predictions += static_cast<double>(r.predictions);
+    if (sr.check.finite()) {
+      loss_sum += r.loss_sum;
+      correct += static_cast<double>(r.correct);
+      samples += static_cast<double>(r.samples);
+      predictions += static_cast<double>(r.predictions);
+    }
 
     if (log_now) {
-      RETURN_IF_ERROR(log_progress(loss_sum, correct, samples, predictions, grad_norm, lr));
+      RETURN_IF_ERROR(log_progress(loss_sum, correct, samples, predictions, grad_norm, lr, all_ranks));
       loss_sum = correct = samples = predictions = 0;
     }
     const auto paused = Clock::now();
-    if (eval_now) RETURN_IF_ERROR(run_eval());
+    if (eval_now) RETURN_IF_ERROR(run_eval(all_ranks));
     if (save_now) {
       Status s = save_checkpoint();
       if (!s.ok()) return *all_ranks = true, s;
@@ -250,7 +300,7 @@ Status Trainer::run(bool* all_ranks) {
   *all_ranks = true;
   if (last_saved_step_ != progress_.step) RETURN_IF_ERROR(save_checkpoint());
   *all_ranks = false;
-  RETURN_IF_ERROR(run_eval());
+  RETURN_IF_ERROR(run_eval(all_ranks));
   if (topo_.rank == 0)
     std::printf("done: %lld steps in %s\n", (long long)progress_.step, format_duration(seconds_since(start_time_)).c_str());
   return Status::Ok();

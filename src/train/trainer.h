@@ -21,8 +21,10 @@
 // Usage (every rank):
 //   create()  -> local errors only; the caller agrees on them across ranks;
 //   restore() -> collective, after that agreement: connects the device communicator,
-//                rank 0 picks the checkpoint to start from (or none), every rank loads it, and ranks check they agree on the
-//                position; the returned Status is the same on every rank;
+//                rank 0 locks the run dir (one job per run dir, held until the Trainer
+//                is destroyed) and picks the checkpoint to start from (or none), every
+//                rank loads it, and ranks check they agree on the position; the
+//                returned Status is the same on every rank;
 //   run()     -> collective. On failure `*all_ranks` says whether every rank returns
 //                the same error (then each may exit cleanly); otherwise the failure is
 //                this rank's alone and the caller must abort the job. OK with
@@ -39,6 +41,7 @@
 #include <string>
 
 #include "checkpoint/manager.h"
+#include "checkpoint/run_dir_lock.h"
 #include "comm/communicator.h"
 #include "comm/grad_bucketer.h"
 #include "comm/mpi/mpi_communicator.h"
@@ -50,6 +53,7 @@
 #include "train/metrics.h"
 #include "train/step_vote.h"
 #include "train/stop_signals.h"
+#include "train/step_check.h"
 #include "train/train_state.h"
 
 namespace shardtrain {
@@ -76,19 +80,29 @@ class Trainer {
   StatusOr<std::string> resolve_resume_path();  // rank 0 only
   void warn_on_changed_data_config(const std::string& path, const CheckpointData& ckpt) const;
   Status save_checkpoint();  // collective: rank 0 writes, all agree on the outcome
-  Status run_eval();         // collective
   // Collective, at a step boundary, after the vote agreed on `req` (issued at `voted_at`):
   // saves this step (unless already saved), logs and sets stopped_by_. *all_ranks as for run().
   Status stop_for_signal(const StopRequest& req, std::chrono::steady_clock::time_point voted_at, bool* all_ranks);
+  // Both collective. Rank 0 writes a metrics line and every rank learns whether that
+  // worked, so a full disk ends the job with one line and exit 1 on every rank: for such
+  // an agreed failure *all_ranks is set to true. Other failures (evaluation, reduction)
+  // are this rank's alone and leave *all_ranks as it was.
+  Status run_eval(bool* all_ranks);
   Status log_progress(double loss_sum, double correct, double samples, double predictions, double grad_norm,
-                      float lr);
+                      float lr, bool* all_ranks);
+  Status print_progress(const double sums[4], double grad_norm, float lr);  // rank 0
+  // train.on_nonfinite for a step that train_step did not apply: OK to go on (skipped and
+  // logged), or NonFinite, the same on every rank (the check was agreed).
+  Status handle_nonfinite(int64_t step, const StepCheck& check);
 
   // step.cc: forward, backward with gradients reduced over ranks as they are produced,
-  // clipping and the optimizer update for the step with 0-based index `step`.
+  // the agreed non-finite check, clipping and the optimizer update for the step with
+  // 0-based index `step`. When !check.finite() nothing was updated.
   struct StepResult {
     BatchResult batch;
-    double grad_norm = 0;  // before clipping; computed when clipping or want_norm
+    double grad_norm = 0;  // before clipping; computed when clipping, want_norm or not finite
     float lr = 0;
+    StepCheck check;
   };
   StatusOr<StepResult> train_step(const Batch& batch, int64_t step, bool want_norm);
 
@@ -103,6 +117,7 @@ class Trainer {
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> opt_;
   std::unique_ptr<CheckpointManager> ckpt_;
+  std::unique_ptr<RunDirLock> run_lock_;  // rank 0, from restore() until destruction
   std::unique_ptr<Communicator> grad_comm_;  // device buffers (made in restore(): collective)
   std::unique_ptr<GradReducer> reducer_;
   MetricsLog metrics_;
@@ -117,6 +132,7 @@ class Trainer {
   int64_t last_epoch_ = 0;  // epoch of the last batch trained
   double excluded_s_ = 0;   // evaluation and checkpoint time since log_time_
   double flops_per_token_ = 0;
+  int64_t skipped_total_ = 0, skipped_in_a_row_ = 0;  // non-finite steps skipped by this process
 };
 
 }  // namespace shardtrain

@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import h5py
@@ -89,6 +90,30 @@ def state_differences(path_a, path_b):
     return diffs
 
 
+def run_each_rank(np_ranks, *args, timeout=300):
+    """run(), plus each rank's own exit code: (CompletedProcess, [code of rank 0, 1, ...]).
+
+    mpirun normally kills the other ranks as soon as one exits non-zero, so its exit code
+    says only what the first rank returned. Here it lets every rank finish
+    (orte_abort_on_non_zero_status 0) and a shell around each rank records its code;
+    a rank that never exits makes the run time out.
+    """
+    with tempfile.TemporaryDirectory(prefix="st_codes_") as d:
+        record = 'code=0; "$0" "$@" || code=$?; echo $code > "%s/rank.$OMPI_COMM_WORLD_RANK"; exit $code' % d
+        cmd = ["mpirun", "-np", str(np_ranks), "--oversubscribe", "--bind-to", "none",
+               "--mca", "orte_abort_on_non_zero_status", "0", "sh", "-c", record, BIN, *args]
+        r = subprocess.run(cmd, cwd=SRC, env=mpi_env(), capture_output=True, text=True, timeout=timeout)
+        codes = []
+        for rank in range(np_ranks):
+            p = os.path.join(d, "rank.%d" % rank)
+            if not os.path.exists(p):
+                codes.append(None)
+                continue
+            with open(p) as f:
+                codes.append(int(f.read()))
+        return r, codes
+
+
 def config(name):
     return os.path.join(SRC, "configs", name)
 
@@ -107,6 +132,16 @@ def read_checkpoint(path):
 
 def tensors(ckpt):
     return {k: v for k, v in ckpt.items() if k != "meta"}
+
+
+def checkpoint_differences(a_path, b_path, meta=("step", "optimizer_step")):
+    """What differs bitwise between two checkpoints: tensors (by name) and `meta` attributes."""
+    a, b = read_checkpoint(a_path), read_checkpoint(b_path)
+    ta, tb = tensors(a), tensors(b)
+    diff = sorted(set(ta) ^ set(tb))
+    diff += [k for k in sorted(set(ta) & set(tb)) if not np.array_equal(ta[k], tb[k])]
+    diff += ["meta/" + k for k in meta if a["meta"][k] != b["meta"][k]]
+    return diff
 
 
 def tree_digest(path):

@@ -61,6 +61,7 @@ class CpuBackend final : public Backend {
   int64_t count_correct(const float* logits, int64_t ld, const int32_t* labels, int64_t n, int64_t c) override;
   double sum(const float* x, int64_t n) override;
   double sum_squares(const float* x, int64_t n) override;
+  bool all_finite(const float* x, int64_t n) override;
 
   // cpu_transformer.cc
   void add(const Tensor& a, const Tensor& b, Tensor& y) override;

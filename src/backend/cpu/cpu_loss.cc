@@ -6,6 +6,8 @@
 // (an OpenMP reduction clause combines partials in an unspecified order).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
@@ -83,6 +85,22 @@ double CpuBackend::sum(const float* x, int64_t n) {
 
 double CpuBackend::sum_squares(const float* x, int64_t n) {
   return chunked_sum(x, n, [](float v) { return static_cast<double>(v) * v; });
+}
+
+// An inf or NaN is a float whose exponent bits are all ones. Testing for that with
+// integer operations and OR-ing the answers has no float arithmetic and no order to keep,
+// so the compiler vectorizes it (even with only SSE2) and the pass runs at memory speed,
+// several times cheaper than sum_squares's chain of double adds. One thread: the trainer
+// calls it once per step on the gradients, too little work to share.
+bool CpuBackend::all_finite(const float* x, int64_t n) {
+  constexpr uint32_t kExponent = 0x7f800000u;
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    bad |= static_cast<uint32_t>((bits & kExponent) == kExponent);
+  }
+  return bad == 0;
 }
 
 }  // namespace shardtrain

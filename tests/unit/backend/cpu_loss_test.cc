@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
+#include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -86,6 +88,28 @@ TEST(CpuBackendLoss, SumsAreDeterministicAndAccurate) {
   EXPECT_NEAR(s1, ref, 1e-6 * std::fabs(ref2));
   EXPECT_NEAR(q1, ref2, 1e-9 * ref2);
   EXPECT_EQ(be1.sum(x.data(), 0), 0.0);
+}
+
+// all_finite is what the trainer checks every step: any NaN or inf anywhere, and only
+// those (the largest floats and denormals are finite), the same as the base definition.
+TEST(CpuBackendLoss, AllFiniteFindsEveryNanAndInf) {
+  CpuBackend be(1);
+  const int64_t n = 3 * 4096 + 17;
+  std::vector<float> x(n);
+  for (int64_t i = 0; i < n; ++i) x[i] = (i % 2 ? -1.0f : 1.0f) * std::ldexp(1.0f, static_cast<int>(i % 250) - 125);
+  x[5] = std::numeric_limits<float>::max();
+  x[6] = -std::numeric_limits<float>::max();
+  x[7] = std::numeric_limits<float>::denorm_min();
+  EXPECT_TRUE(be.all_finite(x.data(), n));
+  EXPECT_TRUE(be.all_finite(x.data(), 0));
+  for (float bad : {std::nanf(""), -std::nanf(""), HUGE_VALF, -HUGE_VALF})
+    for (int64_t at : {int64_t{0}, int64_t{4095}, int64_t{4096}, n - 1}) {
+      std::vector<float> y = x;
+      y[at] = bad;
+      EXPECT_FALSE(be.all_finite(y.data(), n)) << bad << " at " << at;
+      EXPECT_EQ(be.all_finite(y.data(), n), std::isfinite(be.sum_squares(y.data(), n)));
+      EXPECT_TRUE(be.all_finite(y.data(), at)) << "elements before " << at;
+    }
 }
 
 }  // namespace

@@ -46,6 +46,7 @@ TEST(ConfigOverride, EnumsTakeFullOrShortCaseInsensitiveNames) {
   EXPECT_EQ(set({"device=cuda", "device=cpu"}).device(), config::JobConfig::DEVICE_CPU);
   EXPECT_EQ(set({"optimizer.kind=adamw"}).optimizer().kind(), config::OptimizerConfig::KIND_ADAMW);
   EXPECT_EQ(set({"optimizer.kind=KIND_ADAMW"}).optimizer().kind(), config::OptimizerConfig::KIND_ADAMW);
+  EXPECT_EQ(set({"train.on_nonfinite=skip"}).train().on_nonfinite(), config::TrainConfig::NONFINITE_SKIP);
   EXPECT_EQ(set({"optimizer.schedule.kind=warmup_cosine"}).optimizer().schedule().kind(),
             config::ScheduleConfig::KIND_WARMUP_COSINE);
   EXPECT_EQ(error_of("device=tpu"), "--set device=tpu: not a valid Device (one of: cpu, cuda)");

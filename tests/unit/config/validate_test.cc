@@ -117,6 +117,10 @@ TEST(ConfigValidate, TrainAndCheckpointIntervals) {
             "train.eval_every must be >= 0 (got -1)");
   EXPECT_EQ(error_after([](auto& c) { c.mutable_train()->set_threads(-2); }),
             "train.threads must be >= 0 (got -2)");
+  EXPECT_EQ(error_after([](auto& c) { c.mutable_train()->set_max_skipped_steps(-1); }),
+            "train.max_skipped_steps must be >= 0 (got -1)");
+  EXPECT_EQ(error_after([](auto& c) { c.mutable_train()->set_max_consecutive_skipped_steps(-3); }),
+            "train.max_consecutive_skipped_steps must be >= 0 (got -3)");
   EXPECT_EQ(error_after([](auto& c) { c.mutable_checkpoint()->set_every(-1); }),
             "checkpoint.every must be >= 0 (got -1)");
   EXPECT_EQ(error_after([](auto& c) { c.mutable_checkpoint()->set_keep_last(-1); }),

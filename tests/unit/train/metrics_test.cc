@@ -1,6 +1,7 @@
 // Progress output: durations for ETA, the progress line, and metrics.jsonl appending.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -50,6 +51,33 @@ TEST(TrainMetrics, JsonlAppendsAcrossOpens) {
   EXPECT_NE(l1.find("\"step\":1,"), std::string::npos) << l1;
   EXPECT_NE(l2.find("\"kind\":\"eval\""), std::string::npos) << l2;
   EXPECT_NE(l2.find("\"test_accuracy\":0.85"), std::string::npos) << l2;
+  std::remove(path.c_str());
+  std::remove(tmpl);
+}
+
+// JSON has no NaN or Infinity: such values become null, so every line stays parseable.
+TEST(TrainMetrics, NonFiniteValuesAreWrittenAsNull) {
+  char tmpl[] = "/tmp/st_metrics_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/metrics.jsonl";
+  const double nan = std::nan(""), inf = HUGE_VAL;
+  {
+    MetricsLog log;
+    ASSERT_TRUE(log.open(path).ok());
+    TrainLogRecord r{6, 20, 0, -nan, nan, 0.1, inf, 100, 1, 1};
+    r.skipped_steps = 2;
+    ASSERT_TRUE(log.write(r).ok());
+    ASSERT_TRUE(log.write(EvalLogRecord{6, -inf, 0.5, 100}).ok());
+  }
+  std::ifstream f(path);
+  std::string l1, l2;
+  ASSERT_TRUE(std::getline(f, l1));
+  ASSERT_TRUE(std::getline(f, l2));
+  EXPECT_EQ(l1.find("nan"), std::string::npos) << l1;
+  EXPECT_EQ(l1.find("inf"), std::string::npos) << l1;
+  for (const char* part : {"\"loss\":null,", "\"accuracy\":null,", "\"grad_norm\":null,", "\"skipped_steps\":2}"})
+    EXPECT_NE(l1.find(part), std::string::npos) << part << " missing from: " << l1;
+  EXPECT_NE(l2.find("\"test_loss\":null,"), std::string::npos) << l2;
   std::remove(path.c_str());
   std::remove(tmpl);
 }
