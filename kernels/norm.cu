@@ -1,4 +1,4 @@
-// LayerNorm forward and backward.
+// LayerNorm forward and backward, and the residual add fused into the forward.
 //
 // A row (C = 768 for GPT-2 small, up to a few thousand) is short enough for one warp:
 // lanes stride over the columns, the sums go through register shuffles, and eight rows
@@ -43,6 +43,29 @@ constexpr int64_t kRowsPerChunk = 64;  // rows per partial sum of dweight / dbia
 
 int64_t chunk_count(int64_t rows) { return (rows + kRowsPerChunk - 1) / kRowsPerChunk; }
 
+// One row once s, the warp's double sum of the row's x, is known: the mean, the centred
+// sum of squares (a second pass over x), y, and the statistics. The plain and the fused
+// forward both end here, so they compute the same bits from the same x.
+template <typename T>
+__device__ __forceinline__ void layernorm_forward_row(const T* xr, double s, const T* __restrict__ w,
+                                                      const T* __restrict__ b, float eps, int64_t c, int lane,
+                                                      T* __restrict__ yr, float* mean_r, float* rstd_r) {
+  const float m = static_cast<float>(s / c);
+  double v = 0.0;
+  for (int64_t i = lane; i < c; i += kWarpSize) {
+    const float d = load_f32(xr + i) - m;
+    v += static_cast<double>(d) * d;
+  }
+  v = warp_sum(v);
+  const float rs = static_cast<float>(1.0 / sqrt(v / c + eps));
+  for (int64_t i = lane; i < c; i += kWarpSize)
+    store_f32(yr + i, (load_f32(xr + i) - m) * rs * load_f32(w + i) + load_f32(b + i));
+  if (lane == 0) {
+    *mean_r = m;
+    *rstd_r = rs;
+  }
+}
+
 template <typename T>
 __global__ void layernorm_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                          const T* __restrict__ b, float eps, int64_t rows, int64_t c,
@@ -53,21 +76,32 @@ __global__ void layernorm_forward_kernel(const T* __restrict__ x, const T* __res
     double s = 0.0;
     for (int64_t i = lane; i < c; i += kWarpSize) s += load_f32(xr + i);
     s = warp_sum(s);
-    const float m = static_cast<float>(s / c);
-    double v = 0.0;
+    layernorm_forward_row(xr, s, w, b, eps, c, lane, y + r * c, mean + r, rstd + r);
+  }
+}
+
+// The residual add fused in front (llm.c's fused_residual_forward): the first pass reads a
+// and b, writes sum = a + b (as the add kernel: fp32 add, one rounding to T) and sums what
+// it stored, then the row continues as layernorm_forward over sum. The later passes read
+// sum back from L1/L2 (each lane its own elements, just written), so a and b cross DRAM
+// once and the unfused add's write-then-read of sum becomes one write. No __restrict__ on
+// a, b or sum: sum may alias a or b (each element is read, then written, by one lane), and
+// sum is read after being written, so it must not go through the read-only cache.
+template <typename T>
+__global__ void add_layernorm_forward_kernel(const T* a, const T* b, const T* __restrict__ w,
+                                             const T* __restrict__ bias, float eps, int64_t rows, int64_t c, T* sum,
+                                             T* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd) {
+  const int lane = threadIdx.x % kWarpSize;
+  for (int64_t r = global_warp(); r < rows; r += warp_count()) {
+    const T *ar = a + r * c, *br = b + r * c;
+    T* sr = sum + r * c;
+    double s = 0.0;
     for (int64_t i = lane; i < c; i += kWarpSize) {
-      const float d = load_f32(xr + i) - m;
-      v += static_cast<double>(d) * d;
+      store_f32(sr + i, load_f32(ar + i) + load_f32(br + i));
+      s += load_f32(sr + i);  // the stored value (bf16: rounded), as layernorm_forward would read it
     }
-    v = warp_sum(v);
-    const float rs = static_cast<float>(1.0 / sqrt(v / c + eps));
-    T* yr = y + r * c;
-    for (int64_t i = lane; i < c; i += kWarpSize)
-      store_f32(yr + i, (load_f32(xr + i) - m) * rs * load_f32(w + i) + load_f32(b + i));
-    if (lane == 0) {
-      mean[r] = m;
-      rstd[r] = rs;
-    }
+    s = warp_sum(s);
+    layernorm_forward_row<T>(sr, s, w, bias, eps, c, lane, y + r * c, mean + r, rstd + r);
   }
 }
 
@@ -147,6 +181,15 @@ cudaError_t layernorm_forward_impl(const T* x, const T* weight, const T* bias, f
 }
 
 template <typename T>
+cudaError_t add_layernorm_forward_impl(const T* a, const T* b, const T* weight, const T* bias, float eps, int64_t rows,
+                                       int64_t channels, T* sum, T* y, float* mean, float* rstd, cudaStream_t stream) {
+  if (rows <= 0 || channels <= 0) return cudaSuccess;
+  add_layernorm_forward_kernel<T><<<warp_grid(rows), kBlockSize, 0, stream>>>(a, b, weight, bias, eps, rows, channels,
+                                                                              sum, y, mean, rstd);
+  return cudaGetLastError();
+}
+
+template <typename T>
 cudaError_t layernorm_backward_impl(const T* dy, const T* x, const T* weight, const float* mean, const float* rstd,
                                     int64_t rows, int64_t channels, void* workspace, T* dx, float* dweight,
                                     float* dbias, cudaStream_t stream) {
@@ -181,6 +224,12 @@ cudaError_t layernorm_forward(const float* x, const float* weight, const float* 
   return layernorm_forward_impl(x, weight, bias, eps, rows, channels, y, mean, rstd, stream);
 }
 
+cudaError_t add_layernorm_forward(const float* a, const float* b, const float* weight, const float* bias, float eps,
+                                  int64_t rows, int64_t channels, float* sum, float* y, float* mean, float* rstd,
+                                  cudaStream_t stream) {
+  return add_layernorm_forward_impl(a, b, weight, bias, eps, rows, channels, sum, y, mean, rstd, stream);
+}
+
 cudaError_t layernorm_backward(const float* dy, const float* x, const float* weight, const float* mean,
                                const float* rstd, int64_t rows, int64_t channels, void* workspace, float* dx,
                                float* dweight, float* dbias, cudaStream_t stream) {
@@ -191,6 +240,13 @@ cudaError_t layernorm_forward(const bf16* x, const bf16* weight, const bf16* bia
                               int64_t channels, bf16* y, float* mean, float* rstd, cudaStream_t stream) {
   return layernorm_forward_impl(device_ptr(x), device_ptr(weight), device_ptr(bias), eps, rows, channels,
                                 device_ptr(y), mean, rstd, stream);
+}
+
+cudaError_t add_layernorm_forward(const bf16* a, const bf16* b, const bf16* weight, const bf16* bias, float eps,
+                                  int64_t rows, int64_t channels, bf16* sum, bf16* y, float* mean, float* rstd,
+                                  cudaStream_t stream) {
+  return add_layernorm_forward_impl(device_ptr(a), device_ptr(b), device_ptr(weight), device_ptr(bias), eps, rows,
+                                    channels, device_ptr(sum), device_ptr(y), mean, rstd, stream);
 }
 
 cudaError_t layernorm_backward(const bf16* dy, const bf16* x, const bf16* weight, const float* mean,

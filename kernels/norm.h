@@ -16,6 +16,13 @@ namespace shardtrain::kernels {
 cudaError_t layernorm_forward(const float* x, const float* weight, const float* bias, float eps, int64_t rows,
                               int64_t channels, float* y, float* mean, float* rstd, cudaStream_t stream);
 
+// sum = a + b, then layernorm_forward(sum) into y, mean and rstd, in one kernel that reads
+// a and b once: the same bits as kernels::add followed by layernorm_forward. a, b, sum and
+// y [rows, C]; sum may alias a or b, y aliases nothing.
+cudaError_t add_layernorm_forward(const float* a, const float* b, const float* weight, const float* bias, float eps,
+                                  int64_t rows, int64_t channels, float* sum, float* y, float* mean, float* rstd,
+                                  cudaStream_t stream);
+
 // Bytes of device workspace layernorm_backward needs.
 size_t layernorm_backward_workspace_bytes(int64_t rows, int64_t channels);
 // dx [rows, C] is overwritten; dweight and dbias [C] are accumulated (+=), each column
@@ -32,6 +39,9 @@ cudaError_t layernorm_backward(const float* dy, const float* x, const float* wei
 // gradients, accumulated. Same workspace size function.
 cudaError_t layernorm_forward(const bf16* x, const bf16* weight, const bf16* bias, float eps, int64_t rows,
                               int64_t channels, bf16* y, float* mean, float* rstd, cudaStream_t stream);
+cudaError_t add_layernorm_forward(const bf16* a, const bf16* b, const bf16* weight, const bf16* bias, float eps,
+                                  int64_t rows, int64_t channels, bf16* sum, bf16* y, float* mean, float* rstd,
+                                  cudaStream_t stream);
 cudaError_t layernorm_backward(const bf16* dy, const bf16* x, const bf16* weight, const float* mean,
                                const float* rstd, int64_t rows, int64_t channels, void* workspace, bf16* dx,
                                float* dweight, float* dbias, cudaStream_t stream);

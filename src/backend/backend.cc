@@ -1,5 +1,6 @@
 // Backend's typed entry points: the float32 path forwards to the float* primitives, which
 // is all the CPU backend (the fp32 reference) implements. Backends with bf16 override them.
+// Also the reference forms of fused primitives (add_layernorm_forward): the unfused ops.
 #include "backend/backend.h"
 
 namespace shardtrain {
@@ -28,6 +29,12 @@ void Backend::linear_act_forward(const Tensor& x, const Tensor& w, const Tensor&
   gemm(GemmOp::kNoTrans, GemmOp::kTrans, n, out, in, 1.0f, x, w, 0.0f, pre);
   if (b.defined()) bias_add(pre, b, n, out, 1);
   activation_forward(act, pre, y);
+}
+
+void Backend::add_layernorm_forward(const Tensor& a, const Tensor& b, const Tensor& weight, const Tensor& bias,
+                                    float eps, Tensor& sum, Tensor& y, Tensor& mean, Tensor& rstd) {
+  add(a, b, sum);
+  layernorm_forward(sum, weight, bias, eps, y, mean, rstd);
 }
 
 void Backend::bias_grad(const Tensor& dy, Tensor& db, int64_t outer, int64_t channels, int64_t inner) {

@@ -128,6 +128,13 @@ class Backend {
   // biased variance). Statistics are computed in fp32 or wider whatever x's dtype.
   virtual void layernorm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& y,
                                  Tensor& mean, Tensor& rstd) = 0;
+  // A residual add and the LayerNorm that reads it (llm.c's fused residual forward):
+  // sum = a + b, then layernorm_forward(sum, ...) into y, mean and rstd. a, b, sum and y
+  // [rows, C] of one dtype; sum may alias a or b. This base implementation is add then
+  // layernorm_forward (the reference, which the fused node therefore matches bit for bit
+  // on the CPU); CUDA does both in one kernel that reads a and b once.
+  virtual void add_layernorm_forward(const Tensor& a, const Tensor& b, const Tensor& weight, const Tensor& bias,
+                                     float eps, Tensor& sum, Tensor& y, Tensor& mean, Tensor& rstd);
   // dx [rows, C] is overwritten; dweight and dbias [C] are accumulated (+=).
   virtual void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
                                   const Tensor& rstd, Tensor& dx, Tensor& dweight, Tensor& dbias) = 0;

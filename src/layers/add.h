@@ -5,6 +5,10 @@
 
 namespace shardtrain {
 
+// The spec two residual inputs share (one shape, one floating-point dtype), or an
+// InvalidArgument saying what differs, for `type` ("add", "residual_layer_norm").
+StatusOr<ValueSpec> residual_input_spec(const char* type, const std::vector<ValueSpec>& in);
+
 class AddLayer final : public Layer {
  public:
   AddLayer(std::string name, Backend& backend) : Layer(std::move(name), backend) {}

@@ -14,6 +14,7 @@
 #include "layers/layer_util.h"
 #include "layers/linear.h"
 #include "layers/max_pool2d.h"
+#include "layers/residual_layer_norm.h"
 #include "layers/softmax_xent.h"
 
 namespace shardtrain {
@@ -82,6 +83,9 @@ StatusOr<std::unique_ptr<Layer>> build(const LayerConfig& cfg, const std::string
     case LayerConfig::kLayerNorm:
       if (!(cfg.layer_norm().eps() > 0)) return bad("layer_norm.eps must be > 0");
       return make<LayerNormLayer>(name, be, cfg.layer_norm().eps());
+    case LayerConfig::kResidualLayerNorm:
+      if (!(cfg.residual_layer_norm().eps() > 0)) return bad("residual_layer_norm.eps must be > 0");
+      return make<ResidualLayerNormLayer>(name, be, cfg.residual_layer_norm().eps());
     case LayerConfig::kCausalSelfAttention:
       if (cfg.causal_self_attention().n_head() <= 0) return bad("causal_self_attention.n_head must be > 0");
       return make<CausalSelfAttentionLayer>(name, be, cfg.causal_self_attention().n_head());

@@ -16,15 +16,21 @@ class BlockBuilder {
       : prefix_(std::move(prefix)), index_(index), nodes_(nodes) {}
 
   std::string add(const std::string& local, LayerConfig layer, std::vector<std::string> inputs) {
+    return add_named(prefix_ + "." + local, std::move(layer), std::move(inputs), {prefix_ + "." + local})[0];
+  }
+
+  // A node with a full name and outputs of its own choosing; returns its outputs.
+  std::vector<std::string> add_named(const std::string& name, LayerConfig layer, std::vector<std::string> inputs,
+                                     std::vector<std::string> outputs) {
     NodeConfig n;
-    n.name = prefix_ + "." + local;
+    n.name = name;
     layer.set_name(n.name);
     n.layer = std::move(layer);
     n.inputs = std::move(inputs);
-    n.outputs = {n.name};
+    n.outputs = std::move(outputs);
     n.where = layer_where(index_, n.name);
     nodes_->push_back(std::move(n));
-    return nodes_->back().outputs[0];
+    return nodes_->back().outputs;
   }
 
  private:
@@ -57,30 +63,45 @@ StatusOr<std::vector<NodeConfig>> expand_transformer_block(const LayerConfig& cf
 
   const float std = 0.02f;
   const float proj_std = static_cast<float>(0.02 / std::sqrt(2.0 * static_cast<double>(b.count())));
-  LayerConfig ln, attn, add, drop;
+  LayerConfig ln, res_ln, attn, add, drop;
   ln.mutable_layer_norm();
+  res_ln.mutable_residual_layer_norm();
   attn.mutable_causal_self_attention()->set_n_head(b.n_head());
   add.mutable_add();
   drop.mutable_dropout()->set_p(b.dropout());
 
+  // Each residual add and the LayerNorm that reads it are one residual_layer_norm node (one
+  // kernel on a GPU), keeping the unfused graph's value and parameter names: "<block>.ln_2"
+  // writes res_1 and ln_2; "<block i+1>.ln_1" writes block i's res_2 and block i+1's ln_1.
+  // Parameters are declared in the same order as unfused (res_2 declares none).
   std::vector<NodeConfig> nodes;
   std::string x = input;
+  std::string ln1;  // block i's ln_1 when block i-1's residual node already computed it
   for (int64_t i = 0; i < b.count(); ++i) {
-    BlockBuilder bb(name + "." + std::to_string(i), index, &nodes);
-    std::string h = bb.add("ln_1", ln, {x});
+    const std::string prefix = name + "." + std::to_string(i);
+    BlockBuilder bb(prefix, index, &nodes);
+    std::string h = i == 0 ? bb.add("ln_1", ln, {x}) : ln1;
     h = bb.add("attn.c_attn", linear(3 * d_model, std), {h});
     h = bb.add("attn", attn, {h});
     h = bb.add("attn.c_proj", linear(d_model, proj_std), {h});
     if (b.dropout() > 0) h = bb.add("attn.drop", drop, {h});
-    const std::string res1 = bb.add("res_1", add, {x, h});
-    h = bb.add("ln_2", ln, {res1});
+    const auto res1_ln2 = bb.add_named(prefix + ".ln_2", res_ln, {x, h}, {prefix + ".res_1", prefix + ".ln_2"});
+    const std::string& res1 = res1_ln2[0];
+    h = res1_ln2[1];
     // c_fc and GPT-2's GELU are one node, so a GPU computes bias + GELU in the GEMM.
     LayerConfig fc = linear(b.mlp_ratio() * d_model, std);
     fc.mutable_linear()->set_activation(config::LinearConfig::ACTIVATION_GELU_TANH);
     h = bb.add("mlp.c_fc", fc, {h});
     h = bb.add("mlp.c_proj", linear(d_model, proj_std), {h});
     if (b.dropout() > 0) h = bb.add("mlp.drop", drop, {h});
-    x = bb.add("res_2", add, {res1, h});
+    if (i + 1 == b.count()) {
+      x = bb.add("res_2", add, {res1, h});  // the block's output: the user's ln_f reads it
+    } else {
+      const std::string next = name + "." + std::to_string(i + 1);
+      const auto res2_ln1 = bb.add_named(next + ".ln_1", res_ln, {res1, h}, {prefix + ".res_2", next + ".ln_1"});
+      x = res2_ln1[0];
+      ln1 = res2_ln1[1];
+    }
   }
   if (!cfg.output().empty()) nodes.back().outputs = {cfg.output().begin(), cfg.output().end()};
   return nodes;

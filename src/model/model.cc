@@ -118,7 +118,9 @@ StatusOr<std::unique_ptr<Model>> Model::build(const config::ModelConfig& cfg, co
     nc.inputs.assign(lc.input().begin(), lc.input().end());
     nc.outputs.assign(lc.output().begin(), lc.output().end());
     if (nc.inputs.empty()) {
-      if (lc.has_add()) return Status::InvalidArgument(nc.where + ": add needs two named inputs (input: \"a\" input: \"b\")");
+      if (lc.has_add() || lc.has_residual_layer_norm())
+        return Status::InvalidArgument(nc.where + ": " + layer_type_name(lc) +
+                                       " needs two named inputs (input: \"a\" input: \"b\")");
       nc.inputs = {prev};
       if (lc.has_softmax_cross_entropy()) nc.inputs.push_back(inputs[1].name);
     }

@@ -1,5 +1,5 @@
 // CudaBackend against the CPU reference, part 3: the transformer primitives (residual add,
-// LayerNorm, causal attention and its KV-cached decoding, embeddings), at shapes that hit
+// LayerNorm, the two fused, causal attention and its KV-cached decoding, embeddings), at shapes that hit
 // the kernels' edges: sequences that are not a multiple of the 64-position tile, T = 1,
 // head dims 16 to 128, several heads and sequences, LayerNorm rows across the 64-row
 // chunks of the parameter sums, embedding ids repeated many times. Outputs that
@@ -98,6 +98,46 @@ TEST_F(CudaTransformerTest, LayerNormForwardAndBackward) {
     expect_same(down(gdx2), got_dx, "dx rerun " + what);
     expect_same(down(gdw2), got_dw, "dweight rerun " + what);
     expect_same(down(gdb2), got_db, "dbias rerun " + what);
+  }
+}
+
+// The residual add fused into the LayerNorm forward: against the CPU reference (add then
+// layernorm_forward) within the LayerNorm tolerances above, and against the GPU's own add
+// and layernorm_forward bit for bit (the fused kernel does their arithmetic), also with
+// sum written over a, as a residual stream is.
+TEST_F(CudaTransformerTest, AddLayerNormForwardIsAddThenLayerNorm) {
+  uint32_t seed = 400;
+  for (auto [rows, c] : {std::pair<int64_t, int64_t>{1, 1}, {37, 64}, {300, 768}, {129, 33}, {1, 4096}}) {
+    const std::string what = std::to_string(rows) + "x" + std::to_string(c);
+    const float eps = 1e-5f;
+    const auto a = rnd(rows * c, seed++, -2.0f, 3.0f), b = rnd(rows * c, seed++);
+    const auto w = rnd(c, seed++, 0.5f, 1.5f), bias = rnd(c, seed++);
+    const Shape xs{rows, c}, cs{c}, rs{rows};
+    Tensor ca = cpu_up(a, xs), cb = cpu_up(b, xs), cw = cpu_up(w, cs), cbias = cpu_up(bias, cs);
+    Tensor csum = cpu_.alloc(xs, DType::kFloat32), cy = cpu_.alloc(xs, DType::kFloat32);
+    Tensor cm = cpu_.alloc(rs, DType::kFloat32), cr = cpu_.alloc(rs, DType::kFloat32);
+    cpu_.add_layernorm_forward(ca, cb, cw, cbias, eps, csum, cy, cm, cr);  // the base: add, then layernorm
+
+    Tensor ga = gpu_up(a, xs), gb = gpu_up(b, xs), gw = gpu_up(w, cs), gbias = gpu_up(bias, cs);
+    Tensor gsum = gpu_nan(xs), gy = gpu_nan(xs), gm = gpu_nan(rs), gr = gpu_nan(rs);
+    gpu_->add_layernorm_forward(ga, gb, gw, gbias, eps, gsum, gy, gm, gr);
+    const auto sum = down(gsum), y = down(gy), mean = down(gm), rstd = down(gr);
+    expect_same(sum, cpu_down(csum), "sum " + what);  // one fp32 add per element: exact
+    expect_close(mean, cpu_down(cm), 1.0, "mean " + what);
+    expect_close(rstd, cpu_down(cr), 0.0, "rstd " + what);
+    expect_close(y, cpu_down(cy), 1.0, "y " + what);
+
+    Tensor usum = gpu_nan(xs), uy = gpu_nan(xs), um = gpu_nan(rs), ur = gpu_nan(rs);
+    gpu_->add(ga, gb, usum);
+    gpu_->layernorm_forward(usum, gw, gbias, eps, uy, um, ur);
+    expect_same(y, down(uy), "y vs unfused " + what);
+    expect_same(mean, down(um), "mean vs unfused " + what);
+    expect_same(rstd, down(ur), "rstd vs unfused " + what);
+
+    Tensor iy = gpu_nan(xs), im = gpu_nan(rs), ir = gpu_nan(rs);
+    gpu_->add_layernorm_forward(ga, gb, gw, gbias, eps, ga, iy, im, ir);  // sum over a
+    expect_same(down(ga), sum, "sum in place " + what);
+    expect_same(down(iy), y, "y with sum in place " + what);
   }
 }
 
@@ -254,6 +294,12 @@ TEST_F(CudaTransformerTest, WrongDtypeOrShapeIsAStickyErrorNamingThePrimitive) {
        [](CudaBackend& be) {
          Tensor x = f32(be, {3, 5}), w = f32(be, {4}), s = f32(be, {3});
          be.layernorm_forward(x, w, w, 1e-5f, x, s, s);
+       }},
+      {"add_layernorm_forward",
+       [](CudaBackend& be) {
+         Tensor a = f32(be, {3, 4}), b = f32(be, {3, 4}), w = f32(be, {4}), s = f32(be, {3});
+         Tensor h = be.alloc({3, 4}, DType::kBFloat16);  // sum of another dtype
+         be.add_layernorm_forward(a, b, w, w, 1e-5f, h, a, s, s);
        }},
       {"attention_forward",
        [](CudaBackend& be) {

@@ -1,7 +1,7 @@
-// The bf16 launchers of the transformer kernels (LayerNorm, embedding, softmax
-// cross-entropy, attention forward / backward / decode) against their fp32 twins on the
-// same bf16-representable inputs: bf16 outputs are the fp32 outputs rounded once, fp32
-// outputs (statistics, lse, losses, master gradients) the same bits (see
+// The bf16 launchers of the transformer kernels (LayerNorm, residual + LayerNorm,
+// embedding, softmax cross-entropy, attention forward / backward / decode) against their
+// fp32 twins on the same bf16-representable inputs: bf16 outputs are the fp32 outputs
+// rounded once, fp32 outputs (statistics, lse, losses, master gradients) the same bits (see
 // kernel_bf16_util.h). Shapes are small but cross every boundary the kernels have (rows
 // past a 64-row chunk, columns past a warp, a vocabulary wide enough for a block per row,
 // sequences past a 64-position tile, all three head-dim buckets). Skips without a GPU.
@@ -14,6 +14,7 @@
 
 #include "kernel_bf16_util.h"
 #include "kernels/attention.h"
+#include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/loss.h"
 #include "kernels/norm.h"
@@ -59,6 +60,42 @@ TEST_F(Bf16KernelTest, LayerNormForwardAndBackward) {
   expect_rounded(hdx.download(), fdx.download(), "layernorm dx");
   expect_same_bits(hdw.download(), fdw.download(), "layernorm dweight");
   expect_same_bits(hdb.download(), fdb.download(), "layernorm dbias");
+}
+
+// The fused residual add + LayerNorm in bf16: the bits of the bf16 add followed by the
+// bf16 LayerNorm (sum rounded once, the statistics of that rounded sum), and so y is the
+// fp32 LayerNorm of the widened bf16 sum rounded once.
+TEST_F(Bf16KernelTest, AddLayerNormForwardIsAddThenLayerNorm) {
+  const int64_t rows = 70, c = 200;
+  const auto a = bf16_exact_uniform(rows * c, 40, -3.0f, 3.0f), b = bf16_exact_uniform(rows * c, 41);
+  const auto w = bf16_exact_uniform(c, 42, 0.5f, 1.5f), bias = bf16_exact_uniform(c, 43);
+  DeviceBuffer<bf16> ha(to_bf16(a)), hb(to_bf16(b)), hw(to_bf16(w)), hbias(to_bf16(bias));
+  DeviceBuffer<bf16> fused_sum(rows * c), fused_y(rows * c), plain_sum(rows * c), plain_y(rows * c);
+  DeviceBuffer<float> fused_mean(rows), fused_rstd(rows), plain_mean(rows), plain_rstd(rows);
+  ASSERT_EQ(kernels::add_layernorm_forward(ha.get(), hb.get(), hw.get(), hbias.get(), 1e-5f, rows, c,
+                                           fused_sum.get(), fused_y.get(), fused_mean.get(), fused_rstd.get(), stream_),
+            cudaSuccess);
+  ASSERT_EQ(kernels::add(ha.get(), hb.get(), plain_sum.get(), rows * c, stream_), cudaSuccess);
+  ASSERT_EQ(kernels::layernorm_forward(plain_sum.get(), hw.get(), hbias.get(), 1e-5f, rows, c, plain_y.get(),
+                                       plain_mean.get(), plain_rstd.get(), stream_),
+            cudaSuccess);
+  const auto sum = widen(fused_sum.download());
+  expect_same_bits(sum, widen(plain_sum.download()), "sum");
+  expect_same_bits(widen(fused_y.download()), widen(plain_y.download()), "y");
+  expect_same_bits(fused_mean.download(), plain_mean.download(), "mean");
+  expect_same_bits(fused_rstd.download(), plain_rstd.download(), "rstd");
+
+  DeviceBuffer<float> fsum(sum), fw(w), fbias(bias), fy(rows * c), fmean(rows), frstd(rows);
+  ASSERT_EQ(kernels::layernorm_forward(fsum.get(), fw.get(), fbias.get(), 1e-5f, rows, c, fy.get(), fmean.get(),
+                                       frstd.get(), stream_),
+            cudaSuccess);
+  expect_rounded(fused_y.download(), fy.download(), "y vs fp32");
+  expect_same_bits(fused_mean.download(), fmean.download(), "mean vs fp32");
+
+  // n == 0 launches nothing and reports success.
+  EXPECT_EQ(kernels::add_layernorm_forward(ha.get(), hb.get(), hw.get(), hbias.get(), 1e-5f, 0, c, fused_sum.get(),
+                                           fused_y.get(), fused_mean.get(), fused_rstd.get(), stream_),
+            cudaSuccess);
 }
 
 TEST_F(Bf16KernelTest, EmbeddingForwardCopiesAndBackwardAccumulatesIntoFp32) {

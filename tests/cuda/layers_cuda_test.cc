@@ -130,6 +130,7 @@ TEST_F(CudaLayersTest, EveryLayerTypeMatchesTheCpu) {
       {"gelu { tanh: true }", {{5, 7}}, 4},
       {"dropout { p: 0.3 }", {{6, 10}}, 8},
       {"layer_norm {}", {{7, 48}}, 3},
+      {"residual_layer_norm {}", {{7, 48}, {7, 48}}, 3},  // two outputs: sum and y
       {"causal_self_attention { n_head: 2 }", {{19, 3 * 64}}, 2},  // head_dim 32, T not a tile multiple
       {"position_embedding { max_seq: 16 }", {{11, 8}}, 3},
       {"add {}", {{4, 9}, {4, 9}}, 3},

@@ -148,6 +148,8 @@ class CudaBackend final : public Backend {
   void add(const Tensor& a, const Tensor& b, Tensor& y) override;
   void layernorm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& y, Tensor& mean,
                          Tensor& rstd) override;
+  void add_layernorm_forward(const Tensor& a, const Tensor& b, const Tensor& weight, const Tensor& bias, float eps,
+                             Tensor& sum, Tensor& y, Tensor& mean, Tensor& rstd) override;
   void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
                           const Tensor& rstd, Tensor& dx, Tensor& dweight, Tensor& dbias) override;
   // Head dims up to 128 (kernels/attention.h).

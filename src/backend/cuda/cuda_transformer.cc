@@ -1,5 +1,5 @@
-// CudaBackend: the transformer primitives (residual add, LayerNorm, causal attention,
-// KV-cached attention, embeddings). Each checks its tensors (dtype, device, sizes: a
+// CudaBackend: the transformer primitives (residual add, LayerNorm, the two fused, causal
+// attention, KV-cached attention, embeddings). Each checks its tensors (dtype, device, sizes: a
 // mismatch is a caller's bug and becomes the sticky error, naming the primitive and the
 // tensor), finds scratch in the shared workspace where the kernel needs some, and issues
 // one launcher from kernels/. How each kernel is deterministic is in its .cu file.
@@ -91,6 +91,32 @@ void CudaBackend::layernorm_forward(const Tensor& x, const Tensor& weight, const
   } else {
     ST_LAUNCH(kName, kernels::layernorm_forward(x.f32(), weight.f32(), bias.f32(), eps, rows, c, y.f32(), mean.f32(),
                                                 rstd.f32(), stream_));
+  }
+}
+
+// add then layernorm_forward in one kernel (kernels/norm.cu); the same checks as the two.
+void CudaBackend::add_layernorm_forward(const Tensor& a, const Tensor& b, const Tensor& weight, const Tensor& bias,
+                                        float eps, Tensor& sum, Tensor& y, Tensor& mean, Tensor& rstd) {
+  const char* kName = "add_layernorm_forward";
+  const DType t = a.dtype();
+  if (!check_activation_dtype(kName, a) ||
+      !check_tensors(kName, {{"a", &a, t}, {"b", &b, t}, {"weight", &weight, t}, {"bias", &bias, t}, {"sum", &sum, t},
+                             {"y", &y, t}, {"mean", &mean}, {"rstd", &rstd}}))
+    return;
+  const int64_t c = weight.numel(), rows = c > 0 ? a.numel() / c : 0;
+  if (!check(kName,
+             c > 0 && rows * c == a.numel() && b.numel() == a.numel() && sum.numel() == a.numel() &&
+                 y.numel() == a.numel() && bias.numel() == c && mean.numel() == rows && rstd.numel() == rows,
+             "shapes do not match: " + numel_str("a", a) + ", " + numel_str("b", b) + ", " +
+                 numel_str("weight", weight) + ", " + numel_str("bias", bias) + ", " + numel_str("sum", sum) + ", " +
+                 numel_str("y", y) + ", " + numel_str("mean", mean) + ", " + numel_str("rstd", rstd)))
+    return;
+  if (t == DType::kBFloat16) {
+    ST_LAUNCH(kName, kernels::add_layernorm_forward(bf(a), bf(b), bf(weight), bf(bias), eps, rows, c, bf(sum), bf(y),
+                                                    mean.f32(), rstd.f32(), stream_));
+  } else {
+    ST_LAUNCH(kName, kernels::add_layernorm_forward(a.f32(), b.f32(), weight.f32(), bias.f32(), eps, rows, c,
+                                                    sum.f32(), y.f32(), mean.f32(), rstd.f32(), stream_));
   }
 }
 

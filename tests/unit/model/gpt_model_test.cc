@@ -82,6 +82,55 @@ TEST(GptModel, WholeModelGradientsMatchFiniteDifferences) {
   for (int64_t i = 0; i < kDim; ++i) EXPECT_EQ(g[kPadded * kDim + (kMaxSeq - 1) * kDim + i], 0.0f) << "wpe row 5";
 }
 
+// transformer_block fuses each residual add with the LayerNorm after it (residual_layer_norm
+// nodes). The same GPT written out as separate add and layer_norm layers, nanoGPT's graph,
+// has the same parameters in the same order and gives the same loss and gradients, bit
+// for bit on the CPU.
+TEST(GptModel, FusedResidualLayerNormEqualsTheUnfusedGraphBitForBit) {
+  std::string unfused = R"(
+    layer { name: "wte" embedding { num_embeddings: 11 dim: 8 pad_to: 8 } }
+    layer { name: "wpe" position_embedding { max_seq: 6 } })";
+  std::string x = "wpe";
+  for (int b = 0; b < kCount; ++b) {
+    const std::string h = "h." + std::to_string(b);
+    unfused += "layer { name: '" + h + ".ln_1' layer_norm {} input: '" + x + "' }\n" +
+               "layer { name: '" + h + ".attn.c_attn' linear { out_features: 24 init_std: 0.02 } }\n" +
+               "layer { name: '" + h + ".attn' causal_self_attention { n_head: 2 } }\n" +
+               "layer { name: '" + h + ".attn.c_proj' linear { out_features: 8 init_std: 0.01 } }\n" +
+               "layer { name: '" + h + ".res_1' add {} input: '" + x + "' input: '" + h + ".attn.c_proj' }\n" +
+               "layer { name: '" + h + ".ln_2' layer_norm {} }\n" +
+               "layer { name: '" + h + ".mlp.c_fc' linear { out_features: 32 init_std: 0.02 " +
+               "activation: ACTIVATION_GELU_TANH } }\n" +
+               "layer { name: '" + h + ".mlp.c_proj' linear { out_features: 8 init_std: 0.01 } }\n" +
+               "layer { name: '" + h + ".res_2' add {} input: '" + h + ".res_1' input: '" + h + ".mlp.c_proj' }\n";
+    x = h + ".res_2";
+  }
+  unfused += R"(layer { name: "ln_f" layer_norm {} } layer { name: "lm_head" lm_head { tied_to: "wte" } })";
+  CpuBackend be(1);
+  auto fused = build_gpt(be);
+  auto plain = Model::build(parse_model(unfused), token_inputs(kSeq), kVocab, be);
+  ASSERT_TRUE(fused);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_NE(fused->summary().find("h.1.ln_1 (residual_layer_norm)"), std::string::npos) << fused->summary();
+  EXPECT_EQ((*plain)->summary().find("residual_layer_norm"), std::string::npos);
+  ASSERT_EQ(fused->params().size(), (*plain)->params().size());
+  for (size_t i = 0; i < fused->params().size(); ++i) {
+    EXPECT_EQ(fused->params()[i].name, (*plain)->params()[i].name);
+    EXPECT_EQ(fused->params()[i].offset, (*plain)->params()[i].offset);
+  }
+  randomize_params(*fused, 0.4f, 5);
+  randomize_params(**plain, 0.4f, 5);
+  ForwardContext ctx;
+  ctx.grad_scale = 1.0f / 4;
+  const BatchResult rf = fused->forward_backward(ctx, {kTokens.data(), kTargets.data()}, 4);
+  const BatchResult rp = (*plain)->forward_backward(ctx, {kTokens.data(), kTargets.data()}, 4);
+  EXPECT_EQ(rf.loss_sum, rp.loss_sum);
+  std::vector<float> gf(fused->num_params()), gp((*plain)->num_params());
+  be.copy_to_host(fused->flat_grads(), gf.data());
+  be.copy_to_host((*plain)->flat_grads(), gp.data());
+  for (size_t i = 0; i < gf.size(); ++i) ASSERT_EQ(gf[i], gp[i]) << "gradient " << i;
+}
+
 TEST(GptModel, GradientsOfHalfBatchesSumToTheWholeBatch) {
   CpuBackend be(1);
   auto m = build_gpt(be);

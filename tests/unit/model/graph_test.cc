@@ -23,28 +23,34 @@ config::LayerConfig parse_layer(const std::string& text) {
 
 using Strings = std::vector<std::string>;
 
+// nanoGPT's value and parameter names, with each residual add and the LayerNorm that reads
+// it as one residual_layer_norm node writing both values (the first ln_1 and the last res_2
+// have no partner and stay plain).
 TEST(TransformerBlock, ExpandsToNanoGptNamesAndWiring) {
   auto nodes = expand_transformer_block(parse_layer("name: 'h' transformer_block { n_head: 2 count: 2 }"), "h", 2,
                                         "x", 8);
   ASSERT_TRUE(nodes.ok()) << nodes.status().ToString();
   struct Want {
     std::string name, type;
-    Strings inputs;
+    Strings inputs, outputs;
   };
-  std::vector<Want> want;
-  std::string x = "x";
-  for (const std::string b : {"h.0", "h.1"}) {
-    want.push_back({b + ".ln_1", "layer_norm", {x}});
-    want.push_back({b + ".attn.c_attn", "linear", {b + ".ln_1"}});
-    want.push_back({b + ".attn", "causal_self_attention", {b + ".attn.c_attn"}});
-    want.push_back({b + ".attn.c_proj", "linear", {b + ".attn"}});
-    want.push_back({b + ".res_1", "add", {x, b + ".attn.c_proj"}});
-    want.push_back({b + ".ln_2", "layer_norm", {b + ".res_1"}});
-    want.push_back({b + ".mlp.c_fc", "linear", {b + ".ln_2"}});  // with GELU (tanh) fused
-    want.push_back({b + ".mlp.c_proj", "linear", {b + ".mlp.c_fc"}});
-    want.push_back({b + ".res_2", "add", {b + ".res_1", b + ".mlp.c_proj"}});
-    x = b + ".res_2";
-  }
+  const std::vector<Want> want = {
+      {"h.0.ln_1", "layer_norm", {"x"}, {"h.0.ln_1"}},
+      {"h.0.attn.c_attn", "linear", {"h.0.ln_1"}, {"h.0.attn.c_attn"}},
+      {"h.0.attn", "causal_self_attention", {"h.0.attn.c_attn"}, {"h.0.attn"}},
+      {"h.0.attn.c_proj", "linear", {"h.0.attn"}, {"h.0.attn.c_proj"}},
+      {"h.0.ln_2", "residual_layer_norm", {"x", "h.0.attn.c_proj"}, {"h.0.res_1", "h.0.ln_2"}},
+      {"h.0.mlp.c_fc", "linear", {"h.0.ln_2"}, {"h.0.mlp.c_fc"}},  // with GELU (tanh) fused
+      {"h.0.mlp.c_proj", "linear", {"h.0.mlp.c_fc"}, {"h.0.mlp.c_proj"}},
+      {"h.1.ln_1", "residual_layer_norm", {"h.0.res_1", "h.0.mlp.c_proj"}, {"h.0.res_2", "h.1.ln_1"}},
+      {"h.1.attn.c_attn", "linear", {"h.1.ln_1"}, {"h.1.attn.c_attn"}},
+      {"h.1.attn", "causal_self_attention", {"h.1.attn.c_attn"}, {"h.1.attn"}},
+      {"h.1.attn.c_proj", "linear", {"h.1.attn"}, {"h.1.attn.c_proj"}},
+      {"h.1.ln_2", "residual_layer_norm", {"h.0.res_2", "h.1.attn.c_proj"}, {"h.1.res_1", "h.1.ln_2"}},
+      {"h.1.mlp.c_fc", "linear", {"h.1.ln_2"}, {"h.1.mlp.c_fc"}},
+      {"h.1.mlp.c_proj", "linear", {"h.1.mlp.c_fc"}, {"h.1.mlp.c_proj"}},
+      {"h.1.res_2", "add", {"h.1.res_1", "h.1.mlp.c_proj"}, {"h.1.res_2"}},
+  };
   ASSERT_EQ(nodes->size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
     const NodeConfig& n = (*nodes)[i];
@@ -53,7 +59,7 @@ TEST(TransformerBlock, ExpandsToNanoGptNamesAndWiring) {
     EXPECT_EQ(n.layer.name(), want[i].name);  // parameters are named after it
     EXPECT_EQ(config::LayerConfig::descriptor()->FindFieldByNumber(n.layer.type_case())->name(), want[i].type);
     EXPECT_EQ(n.inputs, want[i].inputs);
-    EXPECT_EQ(n.outputs, Strings{want[i].name});
+    EXPECT_EQ(n.outputs, want[i].outputs);
     EXPECT_EQ(n.where, "model.layer[2] (" + want[i].name + ")");
   }
   // Widths, heads, GELU's tanh form and GPT-2's init: N(0, 0.02) and, for the projections
@@ -65,30 +71,34 @@ TEST(TransformerBlock, ExpandsToNanoGptNamesAndWiring) {
   EXPECT_EQ((*nodes)[2].layer.causal_self_attention().n_head(), 2);
   EXPECT_EQ((*nodes)[3].layer.linear().out_features(), 8);
   EXPECT_FLOAT_EQ((*nodes)[3].layer.linear().init_std(), 0.01f);
-  EXPECT_EQ((*nodes)[6].layer.linear().out_features(), 32);
-  EXPECT_FLOAT_EQ((*nodes)[6].layer.linear().init_std(), 0.02f);
-  EXPECT_EQ((*nodes)[6].layer.linear().activation(), config::LinearConfig::ACTIVATION_GELU_TANH);
-  EXPECT_EQ((*nodes)[2].layer.linear().activation(), config::LinearConfig::ACTIVATION_NONE);
-  EXPECT_EQ((*nodes)[7].layer.linear().out_features(), 8);
-  EXPECT_FLOAT_EQ((*nodes)[7].layer.linear().init_std(), 0.01f);
+  EXPECT_FLOAT_EQ((*nodes)[4].layer.residual_layer_norm().eps(), 1e-5f);
+  EXPECT_EQ((*nodes)[5].layer.linear().out_features(), 32);
+  EXPECT_FLOAT_EQ((*nodes)[5].layer.linear().init_std(), 0.02f);
+  EXPECT_EQ((*nodes)[5].layer.linear().activation(), config::LinearConfig::ACTIVATION_GELU_TANH);
+  EXPECT_EQ((*nodes)[1].layer.linear().activation(), config::LinearConfig::ACTIVATION_NONE);
+  EXPECT_EQ((*nodes)[6].layer.linear().out_features(), 8);
+  EXPECT_FLOAT_EQ((*nodes)[6].layer.linear().init_std(), 0.01f);
 }
 
 TEST(TransformerBlock, DropoutMlpRatioAndOutputName) {
   auto nodes = expand_transformer_block(
       parse_layer("transformer_block { n_head: 1 count: 3 dropout: 0.1 mlp_ratio: 2 } output: 'y'"), "blk", 0, "e", 6);
   ASSERT_TRUE(nodes.ok()) << nodes.status().ToString();
-  ASSERT_EQ(nodes->size(), 3u * 11);
+  // 11 nodes per block unfused, less the two adds the residual_layer_norm nodes absorb.
+  ASSERT_EQ(nodes->size(), 3u * 11 - 2 * 3 + 1);
   EXPECT_EQ((*nodes)[4].name, "blk.0.attn.drop");
   EXPECT_EQ((*nodes)[4].inputs, Strings{"blk.0.attn.c_proj"});
   EXPECT_FLOAT_EQ((*nodes)[4].layer.dropout().p(), 0.1f);
   EXPECT_EQ((*nodes)[5].inputs, (Strings{"e", "blk.0.attn.drop"}));
-  EXPECT_EQ((*nodes)[7].layer.linear().out_features(), 12);
+  EXPECT_EQ((*nodes)[6].layer.linear().out_features(), 12);
   EXPECT_FLOAT_EQ((*nodes)[3].layer.linear().init_std(), static_cast<float>(0.02 / std::sqrt(6.0)));
-  EXPECT_EQ((*nodes)[9].name, "blk.0.mlp.drop");
-  EXPECT_EQ((*nodes)[10].inputs, (Strings{"blk.0.res_1", "blk.0.mlp.drop"}));
+  EXPECT_EQ((*nodes)[8].name, "blk.0.mlp.drop");
+  EXPECT_EQ((*nodes)[9].name, "blk.1.ln_1");
+  EXPECT_EQ((*nodes)[9].inputs, (Strings{"blk.0.res_1", "blk.0.mlp.drop"}));
+  EXPECT_EQ((*nodes)[9].outputs, (Strings{"blk.0.res_2", "blk.1.ln_1"}));
   EXPECT_EQ(nodes->back().name, "blk.2.res_2");
+  EXPECT_EQ(nodes->back().inputs, (Strings{"blk.2.res_1", "blk.2.mlp.drop"}));
   EXPECT_EQ(nodes->back().outputs, Strings{"y"});
-  EXPECT_EQ((*nodes)[10].outputs, Strings{"blk.0.res_2"});
 }
 
 TEST(TransformerBlock, BadSettingsNameTheLayer) {
