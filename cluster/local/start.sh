@@ -102,8 +102,9 @@ SelectTypeParameters=CR_CPU
 SlurmdParameters=config_overrides
 ReturnToService=2
 # A batch job whose script exits 75 (shardtrain's "stopped by a signal after saving a
-# checkpoint") is requeued: the way to requeue where scontrol is not available in the job.
-RequeueExit=75
+# checkpoint") or 76 (the collective watchdog ended a hung job) is requeued: the way to
+# requeue where scontrol is not available in the job.
+RequeueExit=75,76
 # The default 300 s: a finished job stays visible to scontrol (no accounting database).
 MinJobAge=300
 SchedulerType=sched/backfill

@@ -31,18 +31,34 @@ echo "=== job ${SLURM_JOB_ID:-?} run $(( ${SLURM_RESTART_COUNT:-0} + 1 )) on ${S
 #       `scontrol requeue` puts the job back in the queue (Slurm ends this script at
 #       once, and holds the job for about 2 minutes before it may start again); where the
 #       job cannot run scontrol (a container without Slurm's tools or config), exiting 75
-#       does the same if slurm.conf says RequeueExit=75 (cluster/local/start.sh does).
-#   any other: a failure, passed on (requeueing would fail the same way again).
+#       does the same if slurm.conf says RequeueExit=75,76 (cluster/local/start.sh does).
+#   76  the collective watchdog ended the job (a rank hung, stopped or died: comm.timeout_s).
+#       The run continues from its last checkpoint on a fresh allocation, which is often
+#       what clears a bad node; requeued like 75, but at most ST_MAX_HANG_REQUEUES times
+#       (default 3, counted by SLURM_RESTART_COUNT) so a hang that always recurs ends.
+#   any other: a failure, passed on (requeueing would fail the same way again; 3 is a
+#       run that diverged, NaN/inf: retrying from the same checkpoint diverges again).
 st_finish() {
   local rc=$1
   case "$rc" in
     0) echo "=== job ${SLURM_JOB_ID:-?}: training complete"; exit 0 ;;
+    76)
+      if (( ${SLURM_RESTART_COUNT:-0} >= ${ST_MAX_HANG_REQUEUES:-3} )); then
+        echo "=== job ${SLURM_JOB_ID:-?}: a collective timed out again after ${SLURM_RESTART_COUNT:-0} requeues; giving up"
+        exit 76
+      fi
+      echo "=== job ${SLURM_JOB_ID:-?}: a collective timed out (exit 76); requeueing from the last checkpoint"
+      if command -v scontrol >/dev/null && scontrol requeue "$SLURM_JOB_ID"; then
+        exit 0
+      fi
+      echo "=== scontrol requeue unavailable or refused: exiting 76 for RequeueExit=75,76"
+      exit 76 ;;
     75)
       echo "=== job ${SLURM_JOB_ID:-?}: stopped after a checkpoint; requeueing"
       if command -v scontrol >/dev/null && scontrol requeue "$SLURM_JOB_ID"; then
         exit 0  # not reached when the requeue ended this script first
       fi
-      echo "=== scontrol requeue unavailable or refused: exiting 75 for RequeueExit=75"
+      echo "=== scontrol requeue unavailable or refused: exiting 75 for RequeueExit=75,76"
       exit 75 ;;
     *) echo "=== job ${SLURM_JOB_ID:-?}: training failed with exit code $rc"; exit "$rc" ;;
   esac

@@ -29,7 +29,9 @@ const CommandSpec kTrainSpec = {
     "  mpirun -np 2 build/shardtrain train configs/fashion_mlp.pbtxt --run-dir runs/mlp\n"
     "  mpirun -np 2 build/shardtrain train configs/fashion_mlp.pbtxt --run-dir runs/mlp --resume auto\n"
     "exit codes: 0 trained to the end; 75 stopped by a signal (train.stop_signals, SIGINT) after saving a\n"
-    "checkpoint: run again with --resume auto; 2 usage or config error; 1 other failure; 130 a second SIGINT.\n",
+    "checkpoint: run again with --resume auto; 76 a collective timed out (comm.timeout_s; the line names the\n"
+    "rank); 3 training diverged (non-finite loss or gradient, train.on_nonfinite); 2 usage or config error;\n"
+    "1 other failure; 130 a second SIGINT.\n",
 };
 
 // For the life of the process (see cmd_train).

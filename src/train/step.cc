@@ -5,7 +5,7 @@
 
 namespace shardtrain {
 
-StatusOr<Trainer::StepResult> Trainer::train_step(const Batch& batch, int64_t step, bool want_norm) {
+StatusOr<Trainer::StepResult> Trainer::train_step(const Batch& batch, int64_t step, bool want_norm, StepVote* vote) {
   ForwardContext ctx;
   ctx.training = true;
   ctx.seed = cfg_.train().seed();
@@ -27,7 +27,11 @@ StatusOr<Trainer::StepResult> Trainer::train_step(const Batch& batch, int64_t st
   const float max_norm = cfg_.optimizer().clip_grad_norm();
   if (max_norm > 0 || want_norm || !backend_->all_finite(grads.f32(), grads.numel()))
     sr.grad_norm = grad_global_norm(*backend_, grads);
-  ASSIGN_OR_RETURN(sr.check, agree_step_check(comm_, sr.batch.loss_sum, sr.grad_norm));
+  // This rank's stop request joins the same all-reduce, read as late as possible so that a
+  // signal that arrived during this step stops the job after it.
+  if (const int signo = opts_.stop_signals ? opts_.stop_signals->received() : 0)
+    step_vote_add_stop(vote, signo, opts_.stop_signals->seconds_since_received(), topo_.rank, topo_.world_size);
+  ASSIGN_OR_RETURN(sr.check, agree_step_check(comm_, sr.batch.loss_sum, sr.grad_norm, vote));
   if (!sr.check.finite()) {  // no update: parameters and optimizer state stay as they were
     sr.lr = schedule_lr(cfg_.optimizer(), step, total_steps_);
     return sr;

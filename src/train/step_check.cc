@@ -31,13 +31,18 @@ std::string StepCheck::describe() const {
   return out;
 }
 
-StatusOr<StepCheck> agree_step_check(Communicator& comm, double local_loss, double grad_norm) {
+StatusOr<StepCheck> agree_step_check(Communicator& comm, double local_loss, double grad_norm, StepVote* vote) {
   const int64_t world = comm.world_size();
   const auto loss_kind = static_cast<int64_t>(nonfinite_kind(local_loss));
   // MAX over (world - rank) * 4 + kind picks the lowest rank with a non-finite loss.
-  int64_t slots[kStepCheckSlots] = {loss_kind ? (world - comm.rank()) * 4 + loss_kind : 0,
-                                    static_cast<int64_t>(nonfinite_kind(grad_norm))};
-  RETURN_IF_ERROR(comm.all_reduce(slots, kStepCheckSlots, CommDType::kInt64, ReduceOp::kMax));
+  int64_t slots[kStepCheckSlots + StepVote::kSlotCount] = {loss_kind ? (world - comm.rank()) * 4 + loss_kind : 0,
+                                                            static_cast<int64_t>(nonfinite_kind(grad_norm))};
+  StepVote none;
+  const StepVote& mine = vote ? *vote : none;
+  for (int i = 0; i < StepVote::kSlotCount; ++i) slots[kStepCheckSlots + i] = mine.slot[i];
+  RETURN_IF_ERROR(comm.all_reduce(slots, kStepCheckSlots + StepVote::kSlotCount, CommDType::kInt64, ReduceOp::kMax));
+  if (vote)
+    for (int i = 0; i < StepVote::kSlotCount; ++i) vote->slot[i] = slots[kStepCheckSlots + i];
   StepCheck c;
   if (slots[0] > 0) {
     c.loss_rank = static_cast<int>(world - slots[0] / 4);

@@ -6,15 +6,16 @@
 // rank must make the same decision (apply, skip or stop) or the replicas diverge or a
 // rank leaves while others wait in a collective, so the ranks reduce what they saw.
 //
-// Cost: one all-reduce (MAX) of kStepCheckSlots int64 values on the control
-// communicator per step. Other per-step agreements (e.g. "a stop was requested") belong
-// in further slots of this same all-reduce rather than in a collective of their own.
+// Cost: one all-reduce (MAX) of a few int64 values on the control communicator per step,
+// which also carries the step's vote (train/step_vote.h: a stop request), so every
+// per-step agreement is this one collective.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "comm/communicator.h"
+#include "train/step_vote.h"
 
 namespace shardtrain {
 
@@ -34,7 +35,9 @@ struct StepCheck {
 };
 
 // Collective: every rank passes its local loss (sum over its samples) and the global
-// gradient norm, and every rank gets the same StepCheck.
-StatusOr<StepCheck> agree_step_check(Communicator& comm, double local_loss, double grad_norm);
+// gradient norm, and every rank gets the same StepCheck. `vote` (optional) is this rank's
+// contribution to the step vote and becomes the agreed vote, in the same all-reduce.
+StatusOr<StepCheck> agree_step_check(Communicator& comm, double local_loss, double grad_norm,
+                                     StepVote* vote = nullptr);
 
 }  // namespace shardtrain

@@ -4,10 +4,6 @@
 
 namespace shardtrain {
 
-StatusOr<CommWorkPtr> step_vote_begin(Communicator& comm, StepVote* vote) {
-  return comm.all_reduce_async(vote->slot, StepVote::kSlotCount, CommDType::kInt64, ReduceOp::kMax);
-}
-
 void step_vote_add_stop(StepVote* vote, int signo, double age_s, int rank, int world_size) {
   vote->slot[StepVote::kSlotStopSignal] = std::max<int64_t>(vote->slot[StepVote::kSlotStopSignal], signo);
   vote->slot[StepVote::kSlotStopLowestRank] = world_size - rank;

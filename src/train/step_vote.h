@@ -3,19 +3,18 @@
 // local event alone: a stop signal that reached one rank stops every rank after the same
 // step, and the others are never left waiting in a collective.
 //
-// The vote is issued when a step starts and waited for when it ends, so it travels while
-// the step computes and reduces gradients, and adds no synchronisation point of its own
-// (a blocking one costs a scheduler round trip per step on busy, oversubscribed cores).
-// What a rank learns during step s is therefore voted on in step s + 1.
+// The vote travels in the per-step check's all-reduce (train/step_check.h:
+// agree_step_check), taken after the step's gradients are summed and before its update,
+// so it adds no collective of its own. A signal that arrives before that point of step s
+// stops the job after step s.
 //
 // Each concern owns slots whose MAX means what it needs (0: nothing to report). To add a
-// concern (e.g. a non-finite loss), add slots before kSlotCount and a pair of functions
-// like the stop request's below; the collective stays one call of the same tiny size.
+// concern, add slots before kSlotCount and a pair of functions like the stop request's
+// below; the collective stays one call of the same tiny size.
 #pragma once
 
 #include <cstdint>
 
-#include "comm/communicator.h"
 
 namespace shardtrain {
 
@@ -29,11 +28,6 @@ struct StepVote {
   };
   int64_t slot[kSlotCount] = {};
 };
-
-// Collective over `comm` (every rank, same point): issues the all-reduce that turns each
-// slot into its MAX over ranks. REQUIRES: *vote stays alive and untouched until the
-// returned work's wait() returned; no other collective on `comm` is issued before that.
-StatusOr<CommWorkPtr> step_vote_begin(Communicator& comm, StepVote* vote);
 
 // A stop request, as agreed.
 struct StopRequest {

@@ -60,9 +60,24 @@ StopSignals::~StopSignals() {
   g_installed = false;
 }
 
+// Installs the new set before giving dropped signals their old action back, so a signal
+// that stays caught is never without the handler (a SIGTERM in between would kill the rank).
 Status StopSignals::change_to(const std::vector<int>& signals) {
-  restore();
-  return catch_signals(signals);
+  std::vector<Saved> old = std::move(saved_);
+  saved_.clear();
+  Status st = catch_signals(signals);
+  // A signal caught before and now: what to restore at the end is its original action,
+  // not this class's handler that catch_signals just saw.
+  for (Saved& s : saved_)
+    for (const Saved& o : old)
+      if (o.signo == s.signo) s.previous = o.previous;
+  for (const Saved& o : old) {
+    bool kept = false;
+    for (const Saved& s : saved_) kept = kept || s.signo == o.signo;
+    if (!kept && sigaction(o.signo, &o.previous, nullptr) != 0)
+      log_warn("cannot restore the handler of " + signal_name(o.signo) + ": " + std::strerror(errno));
+  }
+  return st;
 }
 
 Status StopSignals::catch_signals(const std::vector<int>& signals) {

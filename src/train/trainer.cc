@@ -227,7 +227,6 @@ Status Trainer::run(bool* all_ranks) {
   }
 
   const auto& tc = cfg_.train();
-  const StopSignals* signals = opts_.stop_signals;
   double loss_sum = 0, correct = 0, samples = 0, predictions = 0;  // of applied steps since the last log line
   start_time_ = log_time_ = Clock::now();
   flops_per_token_ = model_->flops_per_token();
@@ -241,14 +240,10 @@ Status Trainer::run(bool* all_ranks) {
     fault_inject_at_step(cfg_.debug(), topo_.rank, step + 1, comm_.watchdog());
     ASSIGN_OR_RETURN(Batch batch, train_data_->next());
     const bool log_now = (step + 1) % tc.log_every() == 0 || step + 1 == total_steps_;
-    // The vote travels while the step runs (train/step_vote.h).
+    // The vote travels in the step's non-finite check (train/step_vote.h, step_check.h).
     StepVote vote;
-    if (const int signo = signals ? signals->received() : 0)
-      step_vote_add_stop(&vote, signo, signals->seconds_since_received(), topo_.rank, topo_.world_size);
+    ASSIGN_OR_RETURN(StepResult sr, train_step(batch, step, log_now, &vote));
     const auto voted_at = Clock::now();
-    ASSIGN_OR_RETURN(CommWorkPtr vote_work, step_vote_begin(comm_, &vote));
-    ASSIGN_OR_RETURN(StepResult sr, train_step(batch, step, log_now));
-    RETURN_IF_ERROR(vote_work->wait());
     if (!sr.check.finite()) {
       Status s = handle_nonfinite(step, sr.check);  // the check was agreed: so is this
       if (!s.ok()) return *all_ranks = true, s;
@@ -293,7 +288,8 @@ Status Trainer::run(bool* all_ranks) {
       if (!s.ok()) return *all_ranks = true, s;
     }
     if (eval_now || save_now) excluded_s_ += seconds_since(paused);
-    if (const StopRequest req = step_vote_stop(vote, topo_.world_size); req.signo != 0)
+    // A stop on the last step is just the normal end (final save and evaluation, exit 0).
+    if (const StopRequest req = step_vote_stop(vote, topo_.world_size); req.signo != 0 && progress_.step < total_steps_)
       return stop_for_signal(req, voted_at, all_ranks);
   }
 

@@ -104,7 +104,9 @@ class Trainer {
     float lr = 0;
     StepCheck check;
   };
-  StatusOr<StepResult> train_step(const Batch& batch, int64_t step, bool want_norm);
+  // *vote: this rank's part of the step vote in, the agreed vote out (same all-reduce as
+  // the non-finite check).
+  StatusOr<StepResult> train_step(const Batch& batch, int64_t step, bool want_norm, StepVote* vote);
 
   config::JobConfig cfg_;
   std::string config_text_;

@@ -2,6 +2,9 @@
 // and the exact messages a user sees for mistakes.
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <set>
+
 #include "config/overrides.h"
 
 namespace shardtrain {
@@ -50,6 +53,35 @@ TEST(ConfigOverride, EnumsTakeFullOrShortCaseInsensitiveNames) {
   EXPECT_EQ(set({"optimizer.schedule.kind=warmup_cosine"}).optimizer().schedule().kind(),
             config::ScheduleConfig::KIND_WARMUP_COSINE);
   EXPECT_EQ(error_of("device=tpu"), "--set device=tpu: not a valid Device (one of: cpu, cuda)");
+  EXPECT_EQ(set({"train.precision=bf16"}).train().precision(), config::TrainConfig::PRECISION_BF16);
+  EXPECT_EQ(set({"comm.grad_dtype=BF16"}).comm().grad_dtype(), config::CommConfig::GRAD_DTYPE_BF16);
+}
+
+// Short names (`--set comm.grad_dtype=bf16`) work only when every value of an enum starts
+// with the prefix spelled from the enum's name ("GradDtype" -> "GRAD_DTYPE_"): check the
+// whole schema, so a new enum cannot break them unnoticed.
+void expect_prefixed_enums(const google::protobuf::Descriptor* d, std::set<const google::protobuf::Descriptor*>* seen) {
+  if (!seen->insert(d).second) return;
+  for (int e = 0; e < d->enum_type_count(); ++e) {
+    const google::protobuf::EnumDescriptor* en = d->enum_type(e);
+    std::string prefix;
+    for (char c : en->name()) {
+      if (std::isupper(static_cast<unsigned char>(c)) && !prefix.empty()) prefix += '_';
+      prefix += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    prefix += "_";
+    for (int v = 0; v < en->value_count(); ++v)
+      EXPECT_EQ(en->value(v)->name().rfind(prefix, 0), 0u) << en->full_name() << "." << en->value(v)->name()
+                                                             << " does not start with " << prefix;
+  }
+  for (int f = 0; f < d->field_count(); ++f)
+    if (d->field(f)->message_type()) expect_prefixed_enums(d->field(f)->message_type(), seen);
+}
+
+TEST(ConfigOverride, EveryEnumValueCarriesItsEnumsPrefix) {
+  std::set<const google::protobuf::Descriptor*> seen;
+  expect_prefixed_enums(config::JobConfig::descriptor(), &seen);
+  EXPECT_GT(seen.size(), 10u);
 }
 
 TEST(ConfigOverride, CreatesNestedMessages) {
