@@ -19,6 +19,7 @@ namespace shardtrain {
 namespace {
 
 using testing::download;
+using testing::upload;
 using testing::expect_close;
 using testing::rms;
 using testing::rnd;
@@ -133,6 +134,37 @@ TEST_F(MixedPrecisionTest, GemmBf16OnUnalignedSlices) {
   std::vector<float> want(m * n);
   cpu_.gemm(GemmOp::kNoTrans, GemmOp::kNoTrans, m, n, k, 1.0f, a.data() + 1, b.data() + 3, 0.0f, want.data());
   expect_close(down(gc), want, rms(want), "unaligned", 1e-5);
+}
+
+// linear_act_forward in bf16: the fused cuBLASLt GELU_AUX_BIAS epilogue (aligned bias and
+// out % 8 == 0) and the unfused fallback (a 2-byte-aligned bias slice) both give the fp32
+// reference's pre-activation and GELU output to bf16 rounding.
+TEST_F(MixedPrecisionTest, LinearWithGeluFusedAndFallbackMatchFp32) {
+  const int64_t n = 24, in = 40, out = 64;
+  const auto x = rounded(rnd(n * in, 60)), w = rounded(rnd(out * in, 61, -0.3f, 0.3f));
+  const auto b = rounded(rnd(out + 1, 62));
+  std::vector<float> want_pre(n * out), want_y(n * out);
+  Tensor cx = upload(cpu_, x), cw = upload(cpu_, w), cb = upload(cpu_, std::vector<float>(b.begin(), b.begin() + out));
+  Tensor cpre = cpu_.alloc({n * out}, DType::kFloat32), cy = cpu_.alloc({n * out}, DType::kFloat32);
+  cpu_.linear_act_forward(cx, cw, cb, Activation::kGeluTanh, n, in, out, cpre, cy);
+  want_pre = download(cpu_, cpre);
+  want_y = download(cpu_, cy);
+  Tensor gx = up_bf16(x), gw = up_bf16(w), gb = up_bf16(b);
+  for (const bool aligned : {true, false}) {
+    const std::string what = aligned ? "fused" : "fallback";
+    Tensor bias = aligned ? gb.slice(0, {out}) : gb.slice(1, {out});
+    std::vector<float> shifted = want_pre, shifted_y = want_y;
+    if (!aligned) {  // the fallback's bias is b[1..out]: recompute the reference for it
+      Tensor cb1 = upload(cpu_, std::vector<float>(b.begin() + 1, b.end()));
+      cpu_.linear_act_forward(cx, cw, cb1, Activation::kGeluTanh, n, in, out, cpre, cy);
+      shifted = download(cpu_, cpre);
+      shifted_y = download(cpu_, cy);
+    }
+    Tensor pre = gpu_->alloc({n * out}, DType::kBFloat16), y = gpu_->alloc({n * out}, DType::kBFloat16);
+    gpu_->linear_act_forward(gx, gw, bias, Activation::kGeluTanh, n, in, out, pre, y);
+    expect_close(down_bf16(pre), shifted, rms(shifted) * 1e-2, what + " pre", 8e-3);
+    expect_close(down_bf16(y), shifted_y, rms(shifted_y) * 1e-2, what + " y", 1.6e-2);
+  }
 }
 
 TEST_F(MixedPrecisionTest, Bf16GradientBucketsRoundTrip) {
