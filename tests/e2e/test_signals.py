@@ -4,7 +4,8 @@
     then ends bitwise equal to a run that was never stopped;
   - SIGTERM to one rank only: the step vote stops every rank the same way;
   - a second SIGINT exits at once with 130; a signal left out of train.stop_signals
-    keeps its default action.
+    keeps its default action;
+  - a signal during the last step is the normal end: final save and evaluation, exit 0.
 """
 import os
 import re
@@ -80,6 +81,20 @@ class SignalsTest(unittest.TestCase):
         self.assertEqual(sig, "SIGTERM")
         self.assertIn("SIGTERM received (on rank 1)", text)
         self.resume_matches_straight_run(run_dir)
+
+    def test_signal_during_the_last_step_ends_normally(self):
+        # Rank 0 sleeps 3 s at the start of step 30 of 30 (debug.fault), so a SIGUSR1 sent
+        # once step 29 is logged arrives during the last step.
+        run_dir, log = os.path.join(self.tmp, "last"), os.path.join(self.tmp, "last.log")
+        proc = st.start(2, "train", st.config("tiny_mlp.pbtxt"), "--run-dir", run_dir, "--set", "train.steps=30",
+                        "--set", "train.log_every=1", "--set", "debug.fault.rank=0", "--set", "debug.fault.step=30",
+                        "--set", "debug.fault.action=sleep", "--set", "debug.fault.seconds=3", log_path=log)
+        rc = st.signal_when_printed(proc, log, "step 29/30", lambda: proc.send_signal(signal.SIGUSR1))
+        text = st.read(log)
+        self.assertEqual(rc, 0, text)
+        self.assertNotIn("exiting with code 75", text)
+        self.assertIn("test accuracy", text)  # the final evaluation ran
+        self.assertEqual(st.read_checkpoint(os.path.join(run_dir, "checkpoints", "latest"))["meta"]["step"], 30)
 
     def test_second_sigint_exits_at_once(self):
         # One process, no mpirun (a person at a terminal). Large batches make each step take
