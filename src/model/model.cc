@@ -336,7 +336,8 @@ StatusOr<std::vector<float>> Model::decode(const int32_t* tokens, int64_t batch,
     if (!decode_acts_[v].defined() || decode_acts_[v].shape() != s) decode_acts_[v] = be_.alloc(s, values_[v]->spec.dtype);
   }
   be_.copy_from_host(decode_acts_[0], tokens);
-  store_.refresh_compute_copy();
+  // A generation (pos 0 and the calls continuing it) runs with the weights it started with.
+  if (pos == 0) store_.refresh_compute_copy();
   ForwardContext ctx;
   ctx.training = false;
   ctx.incremental = true;

@@ -5,6 +5,7 @@
 """
 import os
 import shutil
+import subprocess
 import tempfile
 import unittest
 
@@ -93,6 +94,23 @@ class TrainingTest(unittest.TestCase):
         with open(os.path.join(run_dir, "metrics.jsonl")) as f:
             steps = [line for line in f if '"kind":"train"' in line]
         self.assertGreaterEqual(len(steps), 4)
+
+    def test_mpirun_wrapper_keeps_the_callers_directory(self):
+        # launch/mpirun.sh from another directory: a relative config path and run dir are
+        # the caller's (the wrapper used to cd to the repository root first).
+        with open(st.config("tiny_mlp.pbtxt")) as f:
+            text = f.read().replace('"data/fashion_mnist.h5"', '"' + st.DATA + '"')
+        with open(os.path.join(self.tmp, "mine.pbtxt"), "w") as f:
+            f.write(text)
+        r = subprocess.run([os.path.join(st.SRC, "launch", "mpirun.sh"), "2", "train", "mine.pbtxt", "--run-dir",
+                            "wrapped", "--set", "train.steps=3"], cwd=self.tmp, env=st.mpi_env(),
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "wrapped", "checkpoints", "latest")))
+        bad = subprocess.run([os.path.join(st.SRC, "launch", "mpirun.sh"), "two", "train"], cwd=self.tmp,
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("NP: a number of ranks", bad.stderr)
 
     def test_eval_and_inspect_read_the_checkpoint(self):
         run_dir = os.path.join(self.tmp, "run")
