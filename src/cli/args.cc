@@ -84,6 +84,12 @@ std::vector<std::string> Args::get_all(const std::string& flag) const {
   return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
+std::vector<std::string> checkpoint_overrides(const Args& args) {
+  std::vector<std::string> sets = {"train.precision=FP32"};
+  for (const std::string& s : args.get_all("set")) sets.push_back(s);
+  return sets;
+}
+
 int parse_plain_command(const CommandSpec& spec, int argc, char** argv, Args* args) {
   auto parsed = Args::parse(spec, argc, argv);
   if (!parsed.ok()) {

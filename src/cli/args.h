@@ -32,6 +32,14 @@ struct CommandSpec {
   std::string usage() const;
 };
 
+class Args;
+
+// The --set overrides of a command that computes with a checkpoint (eval, sample):
+// "train.precision=FP32" first, since the checkpoint holds fp32 master weights and a BF16
+// training config must also run on a CPU, then the user's (--set train.precision=BF16
+// asks for bf16 again on a GPU).
+std::vector<std::string> checkpoint_overrides(const Args& args);
+
 class Args {
  public:
   // argv[0] is the subcommand name. `--help`/`-h` anywhere sets help() and skips checks.

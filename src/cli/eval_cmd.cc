@@ -53,11 +53,7 @@ int eval(MpiRuntime& rt, int argc, char** argv) {
   if (!args->has("checkpoint"))
     return rt.report_agreed(Status::InvalidArgument("--checkpoint PATH is required (see shardtrain eval --help)"),
                             kExitUsage);
-  // Evaluation computes in fp32 from the checkpoint's fp32 master weights unless asked
-  // otherwise (--set train.precision=BF16 on a GPU), so a BF16 config evaluates on CPU too.
-  std::vector<std::string> sets = {"train.precision=FP32"};
-  for (const std::string& s : args->get_all("set")) sets.push_back(s);
-  auto cfg = load_config(args->positional(0), sets);
+  auto cfg = load_config(args->positional(0), checkpoint_overrides(*args));
   Status st = agree_on_status(rt.comm(), cfg.status());
   if (!st.ok()) return rt.report_agreed(st, kExitUsage);
   st = configure_watchdog(rt.comm().watchdog(), cfg->comm(), rt.comm().mpi_comm());  // comm.timeout_s

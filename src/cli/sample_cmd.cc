@@ -258,11 +258,7 @@ int sample(MpiRuntime& rt, int argc, char** argv) {
   auto flags = parse_flags(*args);
   if (!flags.ok()) return rt.report_agreed(Status::InvalidArgument(flags.status().message() + hint), kExitUsage);
   const std::string config_path = args->positional(0);
-  // Generation computes in fp32 from the checkpoint's fp32 master weights unless asked
-  // otherwise (--set train.precision=BF16 on a GPU), so a BF16 config samples on CPU too.
-  std::vector<std::string> sets = {"train.precision=FP32"};
-  for (const std::string& s : args->get_all("set")) sets.push_back(s);
-  auto cfg = load_config(config_path, sets);
+  auto cfg = load_config(config_path, checkpoint_overrides(*args));
   if (!cfg.ok()) return rt.report_agreed(cfg.status(), kExitUsage);
   if (Status st = check_language_model(config_path, *cfg); !st.ok()) return rt.report_agreed(st, kExitUsage);
 

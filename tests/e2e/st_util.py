@@ -95,22 +95,17 @@ def run_each_rank(np_ranks, *args, timeout=300):
 
     mpirun normally kills the other ranks as soon as one exits non-zero, so its exit code
     says only what the first rank returned. Here it lets every rank finish
-    (orte_abort_on_non_zero_status 0) and a shell around each rank records its code;
-    a rank that never exits makes the run time out.
+    (orte_abort_on_non_zero_status 0) and rank_recorder.py records each rank's code (None
+    for a rank that left none); a rank that never exits makes the run time out.
     """
     with tempfile.TemporaryDirectory(prefix="st_codes_") as d:
-        record = 'code=0; "$0" "$@" || code=$?; echo $code > "%s/rank.$OMPI_COMM_WORLD_RANK"; exit $code' % d
-        cmd = ["mpirun", "-np", str(np_ranks), "--oversubscribe", "--bind-to", "none",
-               "--mca", "orte_abort_on_non_zero_status", "0", "sh", "-c", record, BIN, *args]
+        cmd = command(np_ranks, *args, record_dir=d)
+        cmd[1:1] = ["--mca", "orte_abort_on_non_zero_status", "0"]
         r = subprocess.run(cmd, cwd=SRC, env=mpi_env(), capture_output=True, text=True, timeout=timeout)
         codes = []
         for rank in range(np_ranks):
-            p = os.path.join(d, "rank.%d" % rank)
-            if not os.path.exists(p):
-                codes.append(None)
-                continue
-            with open(p) as f:
-                codes.append(int(f.read()))
+            p = os.path.join(d, "exit.%d" % rank)
+            codes.append(int(read(p)) if os.path.exists(p) else None)
         return r, codes
 
 
